@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @notice What the trainer needs from an incentive mechanism.
+interface IIncentiveMechanism {
+    /// Returns the part of msgValue kept as deposit, and whether the model should be trained now.
+    function handleAddData(uint256 msgValue, int64[] calldata data, uint64 classification)
+        external
+        returns (uint256 cost, bool train);
+
+    function handleRefund(
+        address submitter,
+        uint64 classification,
+        uint256 addedTime,
+        uint256 claimableAmount,
+        bool claimedBySubmitter,
+        uint64 prediction,
+        uint256 numClaims
+    ) external returns (uint256 refundAmount);
+
+    function handleReport(
+        address reporter,
+        uint64 classification,
+        uint256 addedTime,
+        address originalAuthor,
+        uint256 initialDeposit,
+        uint256 claimableAmount,
+        bool claimedByReporter,
+        uint64 prediction,
+        uint256 numClaims
+    ) external returns (uint256 rewardAmount);
+
+    function getNextAddDataCost() external view returns (uint256);
+}

@@ -1,0 +1,175 @@
+"""Start, control and always stop a local anvil node from the project's pinned npm package.
+
+The node starts in automine mode so set-up (deployment, funding: one sender, sequential) is quick;
+`set_mining` then switches to the run's mode. Automine is never used under load: with many
+concurrent senders it stalls (foundry issue 10122, measured here).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from contracts.rpc import RpcClient
+from contracts.toolchain import anvil_binary
+
+MiningMode = Literal["interval", "driven", "auto"]
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    gas_limit: int = 30_000_000
+    base_fee: int = 1_000_000_000
+    accounts: int = 10
+    balance_ether: int = 1_000_000
+    chain_id: int = 31337
+    order: str = "fees"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Linux: the node gets SIGTERM if the orchestrator dies without cleaning up (kill -9, crash).
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class AnvilNode:
+    """A managed anvil process on a free loopback port, logging into `log_path`."""
+
+    def __init__(self, settings: NodeSettings, log_path: Path, *, port: int | None = None):
+        self.settings = settings
+        self.log_path = log_path
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        s = self.settings
+        return [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--gas-limit", str(s.gas_limit),
+            "--base-fee", str(s.base_fee),
+            "--accounts", str(s.accounts),
+            "--balance", str(s.balance_ether),
+            "--chain-id", str(s.chain_id),
+            "--order", s.order,
+        ]
+
+    def start(self, timeout_s: float = 15.0) -> str:
+        if self.proc is not None:
+            raise NodeError("node already started")
+        attempts = 3 if self.port is None else 1
+        for attempt in range(attempts):
+            if self.port is None or attempt > 0:
+                self.port = free_port()
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the node in order
+                preexec_fn=_die_with_parent,
+            )
+            if self._wait_ready(timeout_s):
+                return self.url
+            self.stop()
+        raise NodeError(f"anvil did not start; see {self.log_path}: {self._log_tail()}")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False  # exited: port taken or bad flags
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-800:]
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> AnvilNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def set_mining(client: RpcClient, mode: MiningMode, block_time_s: int = 1) -> None:
+    """Switch a running anvil between automine, interval mining and manual (driven) mining."""
+    if mode == "interval":
+        await client.call("evm_setIntervalMining", block_time_s)  # also turns automine off
+    elif mode == "driven":
+        await client.call("evm_setIntervalMining", 0)
+        await client.call("evm_setAutomine", False)
+    else:
+        await client.call("evm_setIntervalMining", 0)
+        await client.call("evm_setAutomine", True)
+
+
+async def mine(client: RpcClient, timestamp: int | None = None) -> None:
+    """Mine one block now (driven mode), optionally with a given timestamp."""
+    if timestamp is None:
+        await client.call("evm_mine")
+    else:
+        await client.call("evm_mine", {"timestamp": timestamp})
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
