@@ -1,0 +1,512 @@
+"""The run loop: one scenario in, one results folder out.
+
+Set-up (node, contracts, dataset, initial model, funded wallets, shards) happens with the node in
+automine, then the node switches to the scenario's mining mode and the loop runs block by block:
+read the new block(s), tick every shard (agents observe, decide, sign and send), evaluate the model
+every N blocks, and skip idle chain time when every agent is waiting (a refund wait of a day passes
+in one jump). Whatever happens, the node is stopped and the results folder is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import yaml
+
+from agents.ledger import LEDGER_COLUMNS
+from agents.policies.base import FINISHED, PolicyError, resolve_policy
+from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_actor_class
+from agents.wallet import FeeStance
+from contracts.compiler import compile_contracts
+from contracts.deploy import DeployedSystem, StakeableSpec, deploy_system
+from contracts.rpc import RpcClient
+from contracts.signing import LocalAccount, dev_accounts
+from contracts.transact import Transactor, wait_receipt
+
+from . import logs
+from .datasets import load_dataset, split
+from .evaluator import MODEL_COLUMNS, Evaluator
+from .monitor import BLOCK_COLUMNS, ChainMonitor, next_base_fee
+from .node import AnvilNode, NodeSettings, mine, set_mining
+from .results import merge_columns, rows_to_columns, write_json, write_table
+from .scenario import Scenario, ScenarioError, ScenarioIssue
+from .summary import build_summary
+from .training import train_sparse_perceptron
+
+log = structlog.get_logger("dcai.run")
+
+DRAIN_BLOCKS = 60  # after the schedule ends, blocks allowed for in-flight transactions to settle
+MIN_WARP_BLOCKS = 10  # skip idle chain time only when the gap is worth this many blocks
+FUNDING_BATCH = 200
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def check_policies(scenario: Scenario, source: str = "<scenario>") -> None:
+    """Resolve every group's policy now, so a bad name fails validation, not the run."""
+    issues = []
+    for i, g in enumerate(scenario.agents):
+        try:
+            resolve_policy(g.policy)
+        except PolicyError as e:
+            issues.append(ScenarioIssue(f"agents[{i}].policy", None, None, str(e)))
+    if issues:
+        raise ScenarioError(source, issues)
+
+
+@dataclass
+class RunState:
+    """What the loop learns as it goes; the summary is built from it (also for partial runs)."""
+
+    status: str = "starting"
+    error: str | None = None
+    phase_times: dict[str, float] = field(default_factory=dict)
+    start_block: int = -1
+    last_block: int = -1
+    sent: int = 0
+    included: int = 0
+    reverted: int = 0
+    dropped: int = 0
+    warps: list[dict[str, int]] = field(default_factory=list)
+    tick_errors: list[str] = field(default_factory=list)
+    driver_cpu_s: float = 0.0
+    shard_stats: list[dict[str, Any]] = field(default_factory=list)
+    loop_wall_s: float = 0.0
+    ended_because: str = ""
+
+
+class Run:
+    def __init__(self, scenario: Scenario, *, results_root: Path | None = None, run_id: str | None = None,
+                 progress: bool | None = None, source: str | None = None):
+        self.scenario = scenario
+        self.source = source
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.run_id = run_id or f"{scenario.name}-{stamp}-s{scenario.seed}"
+        root = results_root if results_root is not None else Path(scenario.outputs.dir)
+        self.run_dir = (root / self.run_id).resolve()
+        self.show_progress = scenario.outputs.progress if progress is None else progress
+        self.state = RunState()
+        self.node: AnvilNode | None = None
+        self.client: RpcClient | None = None
+        self.system: DeployedSystem | None = None
+        self.monitor: ChainMonitor | None = None
+        self.evaluator: Evaluator | None = None
+        self.shards: list[Any] = []
+        self.ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_COLUMNS}
+        self.agent_groups: dict[int, str] = {}
+        self.funding: dict[str, int] = {}
+        self._stop_requested = False
+        self._started_ray = False
+        self._head_seen_at = time.monotonic()
+
+    # ---- entry point ------------------------------------------------------------------------
+
+    def execute(self) -> Path:
+        """Run to completion (or interruption) and write the results folder. Returns its path."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        logs.configure(self.run_dir / "run.log.jsonl", console=True)
+        previous = signal.getsignal(signal.SIGINT)
+        try:
+            asyncio.run(self._main())
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            logs.close()
+        return self.run_dir
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def on_sigint() -> None:
+            # First Ctrl-C: stop at the next block and write what we have. Second: cancel now.
+            if self._stop_requested and main_task is not None:
+                main_task.cancel()
+            self._stop_requested = True
+            log.warning("interrupt received: stopping after this block")
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        except (NotImplementedError, RuntimeError):
+            pass
+        t0 = time.time()
+        cpu0 = time.process_time()
+        try:
+            await self._setup()
+            await self._loop()
+            self.state.status = "interrupted" if self._stop_requested else "completed"
+        except asyncio.CancelledError:
+            self.state.status = "interrupted"
+            self.state.error = "cancelled"
+        except Exception as e:
+            self.state.status = "failed"
+            self.state.error = f"{type(e).__name__}: {e}"
+            log.exception("run failed")
+        finally:
+            self.state.driver_cpu_s = time.process_time() - cpu0
+            self.state.phase_times["total_s"] = time.time() - t0
+            await self._collect_partial()
+            self._write_results()
+            await self._teardown()
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+        log.info("run finished", status=self.state.status, results=str(self.run_dir))
+
+    # ---- set-up -----------------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        sc = self.scenario
+        t = time.time()
+        write_json(self.run_dir / "scenario.json", sc.model_dump(mode="json"))
+        (self.run_dir / "scenario.yaml").write_text(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False))
+        check_policies(sc, self.source or "<scenario>")
+
+        compiled = compile_contracts()
+        self.state.phase_times["compile_s"] = time.time() - t
+        log.info("contracts ready", compiler=compiled.compiler_version, cached=compiled.from_cache)
+
+        t = time.time()
+        ds = load_dataset(sc.dataset, sc.seed)
+        parts = split(ds, sc.dataset, sc.seed)
+        model_spec = train_sparse_perceptron(ds, parts.init, sc.model.learning_rate, sc.model.intercept, sc.seed)
+        test_rows = parts.test if sc.evaluation.test_size is None else parts.test[: sc.evaluation.test_size]
+        self.state.phase_times["dataset_s"] = time.time() - t
+        log.info("dataset ready", dataset=ds.name, samples=len(ds), features=ds.n_features,
+                 init=len(parts.init), agents=len(parts.agents), test=len(test_rows))
+
+        t = time.time()
+        chain = sc.chain
+        if chain.rpc_url:
+            url = chain.rpc_url
+            key_env = chain.funder_key_env
+            if not key_env or not os.environ.get(key_env):
+                raise RunError("chain.rpc_url is set: put the funding account's private key in the environment "
+                               f"variable named by chain.funder_key_env (now {key_env!r}, unset or empty)")
+            funder = LocalAccount.from_key(os.environ[key_env])
+        else:
+            self.node = AnvilNode(
+                NodeSettings(gas_limit=chain.gas_limit, base_fee=chain.base_fee, accounts=chain.accounts,
+                             balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order),
+                self.run_dir / "anvil.log",
+            )
+            url = await asyncio.to_thread(self.node.start)
+            funder = dev_accounts(1)[0]
+        self.client = RpcClient(url)
+        chain_id = await self.client.chain_id()
+        self.state.phase_times["node_s"] = time.time() - t
+        log.info("node ready", url=self.client.display_url, managed=self.node is not None, chain_id=chain_id)
+
+        t = time.time()
+        tx = Transactor(self.client, funder, chain_id)
+        inc = sc.incentive
+        self.system = await deploy_system(
+            self.client, tx, compiled, model_spec,
+            StakeableSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait, inc.cost_weight),
+            gas_limit=chain.gas_limit, name=sc.name, description=sc.description, encoder="none",
+        )
+        self.state.phase_times["deploy_s"] = time.time() - t
+        log.info("contracts deployed", trainer=self.system.trainer, gas=self.system.gas_used,
+                 transactions=self.system.transactions)
+
+        t = time.time()
+        specs = self._agent_specs(ds, parts.agents)
+        self.shards = await self._start_shards(url, chain_id, specs)
+        addresses: list[str] = []
+        for addrs in await asyncio.gather(*(s.addresses.remote() for s in self.shards)):
+            addresses.extend(addrs)
+        self.state.phase_times["shards_s"] = time.time() - t
+
+        t = time.time()
+        await self._fund(tx, specs, addresses)
+        self.state.phase_times["funding_s"] = time.time() - t
+
+        self.monitor = ChainMonitor(self.client)
+        self.evaluator = Evaluator(self.client, self.system, [ds.samples[i] for i in test_rows],
+                                   ds.labels[test_rows], spot_checks=sc.evaluation.spot_checks)
+        if self.node is not None:
+            await set_mining(self.client, chain.mining, chain.block_time)
+        self.state.status = "running"
+
+    def _agent_specs(self, ds: Any, rows: np.ndarray) -> list[AgentSpec]:
+        sc = self.scenario
+        total = sum(g.count for g in sc.agents)
+        per_default = max(1, len(rows) // total)
+        specs: list[AgentSpec] = []
+        cursor = 0
+        agent_id = 0
+        for g in sc.agents:
+            n_samples = g.samples_per_agent or per_default
+            params = {"rate": g.rate, **g.params}
+            for _ in range(g.count):
+                take = [rows[(cursor + k) % len(rows)] for k in range(n_samples)]
+                cursor += n_samples
+                samples = [(ds.samples[i], int(ds.labels[i])) for i in take]
+                group = g.name or g.policy
+                specs.append(AgentSpec(agent_id, group, g.policy, params, samples))
+                self.agent_groups[agent_id] = group
+                agent_id += 1
+        return specs
+
+    async def _start_shards(self, url: str, chain_id: int, specs: list[AgentSpec]) -> list[Any]:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=True,
+                     configure_logging=False)
+            self._started_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n_shards = max(1, min(len(specs), cpus))
+        actor_cls = make_actor_class(num_cpus=1)
+        assert self.system is not None
+        abis = {name: a.abi for name, a in self.system.abis.items()
+                if name in ("CollaborativeTrainer", "Stakeable", "SparsePerceptron", "DataHandler")}
+        sc = self.scenario
+        shards = []
+        for i in range(n_shards):
+            cfg = ShardConfig(
+                shard_id=i, rpc_url=url, chain_id=chain_id, seed=sc.seed, trainer=self.system.trainer,
+                incentive=self.system.incentive, abis=abis, cost_weight=sc.incentive.cost_weight,
+                refund_wait=sc.incentive.refund_wait, block_time=sc.chain.block_time,
+                agents=specs[i::n_shards], fees=FeeStance(),
+            )
+            shards.append(actor_cls.remote(cfg))
+        await asyncio.gather(*(s.start.remote() for s in shards))
+        log.info("shards started", shards=n_shards, agents=len(specs))
+        return shards
+
+    async def _fund(self, tx: Transactor, specs: list[AgentSpec], addresses: list[str]) -> None:
+        assert self.client is not None
+        amounts = {}
+        by_group = {(g.name or g.policy): g.funding for g in self.scenario.agents}
+        # addresses come back shard by shard; map them through the shards' own order
+        ordered_specs = [s for i in range(len(self.shards)) for s in specs[i::len(self.shards)]]
+        for spec, addr in zip(ordered_specs, addresses):
+            amounts[addr] = by_group[spec.group]
+        need = sum(amounts.values())
+        have = await self.client.balance(tx.account.address)
+        if have < need:
+            raise RunError(f"the funding account holds {have / 1e18:.4f} ether, the agents need {need / 1e18:.4f}")
+        items = list(amounts.items())
+        for i in range(0, len(items), FUNDING_BATCH):
+            batch = [await tx.sign(addr, b"", value, gas=21_000) for addr, value in items[i:i + FUNDING_BATCH]]
+            await tx.send_many(batch)
+        self.funding = amounts
+        log.info("wallets funded", wallets=len(items), total_ether=need / 1e18)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    async def _latest(self) -> BlockInfo:
+        assert self.client is not None
+        b = await self.client.get_block("latest")
+        assert b is not None
+        base_fee = int(b.get("baseFeePerGas", "0x0"), 16)
+        upcoming = next_base_fee(base_fee, int(b["gasUsed"], 16), int(b["gasLimit"], 16))
+        return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16), upcoming)
+
+    async def _loop(self) -> None:
+        assert self.client is not None and self.monitor is not None and self.evaluator is not None
+        sc = self.scenario
+        driven = sc.chain.mining == "driven" and self.node is not None
+        block_time = sc.chain.block_time
+        every = sc.evaluation.every
+        head = await self._latest()
+        self.state.start_block = head.number
+        await self.monitor.read(head.number)
+        await self.evaluator.evaluate(head.number, head.timestamp)
+        end_block = head.number + sc.schedule.duration
+        deadline = time.monotonic() + sc.schedule.max_wall_time if sc.schedule.max_wall_time else math.inf
+        acting = True
+        drain_left = DRAIN_BLOCKS
+        last_eval = head.number
+        loop_t0 = time.time()
+        with _Progress(self.show_progress, sc.schedule.duration) as bar:
+            while True:
+                reports: list[TickReport] = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
+                self._absorb(reports)
+                if head.number - last_eval >= every:
+                    rec = await self.evaluator.evaluate(head.number, head.timestamp)
+                    last_eval = head.number
+                    log.debug("model evaluated", block=head.number, accuracy=rec.accuracy)
+                in_flight = sum(r.in_flight for r in reports)
+                bar.update(head.number - self.state.start_block, self.state, self._accuracy(), in_flight)
+
+                if acting and (head.number >= end_block or self._stop_requested or time.monotonic() > deadline):
+                    acting = False
+                    self.state.ended_because = ("interrupted" if self._stop_requested else
+                                                "wall-time limit" if time.monotonic() > deadline else "duration")
+                    await asyncio.gather(*(s.stop_acting.remote() for s in self.shards))
+                if acting and all(r.finished for r in reports):
+                    self.state.ended_because = "all agents finished"
+                    break
+                if not acting:
+                    drain_left -= 1
+                    if in_flight == 0 or drain_left <= 0 or (self._stop_requested and drain_left < DRAIN_BLOCKS - 5):
+                        break
+
+                warp_to = self._warp_target(reports, head, block_time) if acting else None
+                if driven:
+                    target = warp_to if warp_to is not None else head.timestamp + block_time
+                    await mine(self.client, target)
+                elif warp_to is not None:
+                    await self.client.call("evm_increaseTime", warp_to - head.timestamp - block_time)
+                if warp_to is not None:
+                    self.state.warps.append({"block": head.number, "from": head.timestamp, "to": warp_to})
+                    log.info("skipping idle chain time", block=head.number, seconds=warp_to - head.timestamp)
+                head = await self._wait_next(head, deadline if acting else math.inf)
+                await self.monitor.read(head.number)
+        self.state.loop_wall_s = time.time() - loop_t0
+        self.state.last_block = head.number
+        if head.number != last_eval:
+            await self.evaluator.evaluate(head.number, head.timestamp)
+
+    def _warp_target(self, reports: list[TickReport], head: BlockInfo, block_time: int) -> int | None:
+        if any(r.next_wake is None or r.in_flight for r in reports):
+            return None
+        wake = min(r.next_wake for r in reports if r.next_wake is not None)
+        if wake == FINISHED or wake <= head.timestamp + MIN_WARP_BLOCKS * block_time:
+            return None
+        return wake
+
+    async def _wait_next(self, head: BlockInfo, deadline: float) -> BlockInfo:
+        """Wait for the next block. The node mines on its own clock: sleep through most of the block
+        time instead of polling it, then poll briefly (polling all the time cost the driver a core)."""
+        assert self.client is not None
+        if self.scenario.chain.mining == "interval" or self.node is None:
+            seen = self._head_seen_at
+            nap = seen + 0.85 * self.scenario.chain.block_time - time.monotonic()
+            if nap > 0:
+                await asyncio.sleep(nap)
+        while True:
+            latest = await self._latest()
+            if latest.number > head.number:
+                self._head_seen_at = time.monotonic()
+                return latest
+            if self._stop_requested and time.monotonic() > deadline:
+                return head
+            await asyncio.sleep(0.01)
+
+    def _absorb(self, reports: list[TickReport]) -> None:
+        for r in reports:
+            self.state.sent += r.sent
+            self.state.included += r.included
+            self.state.reverted += r.reverted
+            self.state.dropped += r.dropped
+            for e in r.errors:
+                if len(self.state.tick_errors) < 100:
+                    self.state.tick_errors.append(f"block {r.block} shard {r.shard_id}: {e}")
+                log.warning("shard error", block=r.block, shard=r.shard_id, error=e)
+
+    def _accuracy(self) -> float | None:
+        if self.evaluator and self.evaluator.records:
+            return self.evaluator.records[-1].accuracy
+        return None
+
+    # ---- the end ----------------------------------------------------------------------------
+
+    async def _collect_partial(self) -> None:
+        """Pull ledgers and stats from the shards, whatever state the run is in."""
+        if not self.shards:
+            return
+        last = self.state.last_block
+        if last < 0 and self.client is not None:
+            try:
+                last = await self.client.block_number()
+            except Exception:  # noqa: BLE001 - node gone: shards settle with what they have
+                last = 0
+        try:
+            parts = await asyncio.wait_for(
+                asyncio.gather(*(s.finalize.remote(last) for s in self.shards)), timeout=60)
+            self.ledger = merge_columns(parts, LEDGER_COLUMNS)
+            self.state.shard_stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+        except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
+            log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
+            self.state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
+
+    def _write_results(self) -> None:
+        try:
+            blocks = self.monitor.records if self.monitor else []
+            models = self.evaluator.records if self.evaluator else []
+            n_blocks = write_table(self.run_dir / "blocks.parquet", rows_to_columns(blocks, BLOCK_COLUMNS),
+                                   BLOCK_COLUMNS)
+            n_tx = write_table(self.run_dir / "ledger.parquet", self.ledger, LEDGER_COLUMNS)
+            write_table(self.run_dir / "accuracy.parquet", rows_to_columns(models, MODEL_COLUMNS), MODEL_COLUMNS)
+            summary = build_summary(
+                scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
+                models=models, ledger=self.ledger, system=self.system, funding=self.funding,
+                node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
+            )
+            write_json(self.run_dir / "summary.json", summary)
+            log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))
+        except Exception:
+            log.exception("could not write results")
+            raise
+
+    async def _teardown(self) -> None:
+        for s in self.shards:
+            try:
+                await asyncio.wait_for(s.close.remote(), timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+        if self.shards:
+            import ray
+
+            for s in self.shards:
+                ray.kill(s)
+            self.shards = []
+            if self._started_ray:
+                ray.shutdown()
+        if self.client is not None:
+            await self.client.close()
+        if self.node is not None:
+            await asyncio.to_thread(self.node.stop)
+
+
+class _Progress:
+    """A live bar of blocks and transactions (rich), or nothing when disabled or not a terminal."""
+
+    def __init__(self, enabled: bool, total_blocks: int):
+        self.enabled = enabled and os.isatty(2)
+        self.total = total_blocks
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]blocks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"), transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("run", total=self.total, info="")
+        return self
+
+    def update(self, done: int, state: RunState, accuracy: float | None, in_flight: int) -> None:
+        if self._progress is None:
+            return
+        acc = f" acc {accuracy:.3f}" if accuracy is not None else ""
+        info = f"tx sent {state.sent} included {state.included} reverted {state.reverted} " \
+               f"dropped {state.dropped} in flight {in_flight}{acc}"
+        self._progress.update(self._task, completed=min(done, self.total), info=info)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def run_scenario(scenario: Scenario, **kwargs: Any) -> Path:
+    return Run(scenario, **kwargs).execute()

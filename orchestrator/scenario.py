@@ -1,0 +1,665 @@
+"""Scenario files: the schema (pydantic models) and a YAML loader whose errors
+point at the offending line.
+
+A scenario is written by hand, so every mistake should be reported once, in
+terms of the file: `scenarios/x.yaml:12:5: agents[0].count: ...`. To get
+there the loader composes the YAML into nodes (which remember their line and
+column), indexes those nodes by key path, and maps each pydantic error
+location back onto that index.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from yaml.error import Mark, MarkedYAMLError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from orchestrator.units import (
+    ETHER,
+    GWEI,
+    parse_blocks,
+    parse_duration_s,
+    parse_gas,
+    parse_rate,
+    parse_wei,
+)
+
+__all__ = [
+    "AgentGroup",
+    "ChainConfig",
+    "DatasetConfig",
+    "EvaluationConfig",
+    "IncentiveConfig",
+    "ModelConfig",
+    "OutputsConfig",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioIssue",
+    "ScheduleConfig",
+    "load_scenario",
+    "load_scenario_text",
+    "scenario_json_schema",
+]
+
+
+# --------------------------------------------------------------------------
+# Unit-aware field types
+
+
+def _unit_schema(kind: str, help_text: str) -> WithJsonSchema:
+    # The validated value is a number, but the file may hold a string with a
+    # unit; the published schema has to accept both or editors flag "1d".
+    return WithJsonSchema(
+        {"anyOf": [{"type": kind, "minimum": 0}, {"type": "string"}], "description": help_text},
+        mode="validation",
+    )
+
+
+Wei = Annotated[
+    int,
+    BeforeValidator(parse_wei),
+    _unit_schema("integer", "wei, or a string with a unit: '10 ether', '2 gwei', '100 wei'"),
+]
+DurationS = Annotated[
+    int,
+    BeforeValidator(parse_duration_s),
+    _unit_schema("integer", "seconds, or a string with a unit: '30s', '5m', '2h', '1.5d', '1w'"),
+]
+Blocks = Annotated[
+    int,
+    BeforeValidator(parse_blocks),
+    _unit_schema("integer", "a number of blocks: 600 or '600 blocks'"),
+]
+Gas = Annotated[
+    int,
+    BeforeValidator(parse_gas),
+    _unit_schema("integer", "gas: 30000000, '30M', '500k'"),
+]
+Rate = Annotated[
+    float,
+    BeforeValidator(parse_rate),
+    _unit_schema("number", "events per second of chain time, or '2/min', '12/h', '0.2/s'"),
+]
+
+
+class _Strict(BaseModel):
+    # strict: YAML `count: true` or `count: "5"` is a mistake, not a number.
+    # allow_inf_nan: `.nan` would slip past every range check.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# Names end up in result folder and file names, hence the conservative set.
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_POLICY_PATTERN = re.compile(rf"{_IDENT}|{_IDENT}(?:\.{_IDENT})*:{_IDENT}")
+_ENV_NAME_PATTERN = re.compile(_IDENT)
+_HEX_KEY_PATTERN = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not re.fullmatch(_NAME_PATTERN, value):
+        raise ValueError(
+            f"{what} {value!r} must be 1-64 characters from letters, digits, '_', '.', '-'"
+        )
+    if set(value) == {"."}:
+        raise ValueError(f"{what} {value!r} is not usable as a folder name")
+    return value
+
+
+# --------------------------------------------------------------------------
+# Schema
+
+
+class ChainConfig(_Strict):
+    rpc_url: str | None = Field(
+        None, description="use an existing node at this URL instead of starting anvil"
+    )
+    mining: Literal["interval", "driven"] = Field(
+        "interval",
+        description="'interval': the node mines every block_time; "
+        "'driven': the orchestrator mines blocks itself",
+    )
+    block_time: DurationS = Field(1, ge=1)
+    gas_limit: Gas = Field(30_000_000, ge=1_000_000)
+    base_fee: Wei = Field(1 * GWEI, description="the node's initial base fee")
+    accounts: int = Field(10, ge=1, le=1000, description="number of funded dev accounts")
+    balance: Wei = Field(1_000_000 * ETHER, description="balance of each dev account")
+    chain_id: int = Field(31337, ge=1)
+    order: Literal["fees", "fifo"] = Field("fees", description="transaction ordering in blocks")
+    funder_key_env: str | None = Field(
+        None,
+        description="name of the environment variable holding the funding account's "
+        "private key when rpc_url is set (never the key itself)",
+    )
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"(?i)(https?|wss?)://.", value):
+            raise ValueError(f"rpc_url {value!r} must be an http(s):// or ws(s):// URL")
+        return value
+
+    # A field validator rather than a model validator so that the error
+    # points at the `mining:` line; rpc_url is declared first, so it is in
+    # info.data by now.
+    @field_validator("mining")
+    @classmethod
+    def _external_node_mines_itself(cls, value: str, info: ValidationInfo) -> str:
+        if value == "driven" and info.data.get("rpc_url"):
+            raise ValueError(
+                "mining must be 'interval' when rpc_url is set: an external node mines "
+                "on its own and cannot be driven block by block"
+            )
+        return value
+
+    @field_validator("funder_key_env")
+    @classmethod
+    def _env_name_not_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        # Deliberately does not echo the value: it may be a secret.
+        if _HEX_KEY_PATTERN.fullmatch(value):
+            raise ValueError(
+                "this looks like a private key; put the key in an environment variable "
+                "and write the variable's name here"
+            )
+        if not _ENV_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                "must be the name of an environment variable (letters, digits, '_'; "
+                "not starting with a digit)"
+            )
+        return value
+
+
+class ModelConfig(_Strict):
+    # A one-value Literal today, so that errors already list the allowed types.
+    type: Literal["sparse perceptron"] = "sparse perceptron"
+    learning_rate: float = Field(0.5, gt=0)
+    intercept: float = 0.0
+
+
+class DatasetConfig(_Strict):
+    name: Literal["synthetic_sparse", "breast_cancer"] = "synthetic_sparse"
+    samples: int = Field(2000, ge=20)
+    features: int = Field(1000, ge=2, description="vocabulary size (synthetic_sparse)")
+    avg_length: int = Field(
+        20, ge=1, description="average number of present features per sample (synthetic_sparse)"
+    )
+    noise: float = Field(0.05, ge=0, lt=0.5, description="fraction of flipped labels")
+    init_train_fraction: float = Field(
+        0.08, gt=0, lt=1, description="share of samples the model is trained on before deploy"
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share held out for evaluation")
+
+    @model_validator(mode="after")
+    def _agents_get_the_rest(self) -> DatasetConfig:
+        total = self.init_train_fraction + self.test_fraction
+        if total >= 1:
+            raise ValueError(
+                f"init_train_fraction + test_fraction must be below 1 so that samples are "
+                f"left for the agents (got {self.init_train_fraction} + {self.test_fraction}"
+                f" = {total:g})"
+            )
+        return self
+
+
+class IncentiveConfig(_Strict):
+    type: Literal["stakeable"] = "stakeable"
+    cost_weight: Wei = Field(10**12, description="deposit per contribution scales with this")
+    refund_wait: DurationS = Field(86_400, description="before a contributor may claim a refund")
+    owner_claim_wait: DurationS = Field(
+        8 * 86_400, description="before the owner may take a bad contribution's deposit"
+    )
+    any_address_claim_wait: DurationS = Field(
+        9 * 86_400, description="before anyone may take a bad contribution's deposit"
+    )
+
+    @model_validator(mode="after")
+    def _waits_in_order(self) -> IncentiveConfig:
+        if not self.refund_wait <= self.owner_claim_wait <= self.any_address_claim_wait:
+            raise ValueError(
+                "waits must satisfy refund_wait <= owner_claim_wait <= any_address_claim_wait "
+                f"(got refund_wait={self.refund_wait}s, owner_claim_wait="
+                f"{self.owner_claim_wait}s, any_address_claim_wait={self.any_address_claim_wait}s)"
+            )
+        return self
+
+
+class AgentGroup(_Strict):
+    policy: str = Field(
+        description="a registered policy name like 'honest', or 'module.path:ClassName'"
+    )
+    count: int = Field(ge=1, le=100_000)
+    funding: Wei = Field(10 * ETHER, description="ether given to each agent")
+    samples_per_agent: int | None = Field(
+        None, ge=1, description="None: share the agents' part of the dataset evenly"
+    )
+    rate: Rate = Field(
+        0.05, gt=0, description="contributions per second of chain time per agent (Poisson)"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the policy")
+    name: str | None = Field(
+        None, description="label in the results; defaults to the policy (or class) name"
+    )
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_syntax(cls, value: str) -> str:
+        # Only the shape is checked here; whether it resolves is the
+        # policy registry's business, at run time.
+        if not _POLICY_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"policy {value!r} must be a registered name like 'honest' or an import "
+                "path like 'my_pkg.bots:GreedyBot'"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, "name")
+
+    @model_validator(mode="after")
+    def _default_name(self) -> AgentGroup:
+        # Filled in here rather than at each use site so results, logs and
+        # the dumped scenario all agree on the label.
+        if self.name is None:
+            self.name = self.policy.rpartition(":")[2]
+        return self
+
+
+class ScheduleConfig(_Strict):
+    duration: Blocks = Field(ge=1, description="length of the run in blocks")
+    max_wall_time: DurationS | None = Field(
+        None, ge=1, description="stop early after this much real time"
+    )
+
+
+class EvaluationConfig(_Strict):
+    every: Blocks = Field(10, ge=1, description="evaluate the model every this many blocks")
+    test_size: int | None = Field(
+        None, ge=1, description="cap on the test samples evaluated (None: all)"
+    )
+    spot_checks: int = Field(
+        5, ge=0, description="samples also predicted by the contract itself"
+    )
+
+
+class OutputsConfig(_Strict):
+    dir: str = Field("results", min_length=1)
+    progress: bool = True
+
+
+class Scenario(_Strict):
+    name: str = Field(json_schema_extra={"pattern": _NAME_PATTERN})
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    chain: ChainConfig = Field(default_factory=ChainConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    incentive: IncentiveConfig = Field(default_factory=IncentiveConfig)
+    agents: list[AgentGroup] = Field(min_length=1)
+    schedule: ScheduleConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        return _check_name(value, "name")
+
+    @field_validator("agents")
+    @classmethod
+    def _unique_group_names(cls, groups: list[AgentGroup]) -> list[AgentGroup]:
+        # Results are keyed by group name; two groups with one name would merge.
+        first_seen: dict[str | None, int] = {}
+        for i, group in enumerate(groups):
+            if group.name in first_seen:
+                raise ValueError(
+                    f"agents[{i}] has the same name {group.name!r} as "
+                    f"agents[{first_seen[group.name]}]; give one of them a distinct 'name:'"
+                )
+            first_seen[group.name] = i
+        return groups
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """JSON schema of a scenario file (for editors and documentation)."""
+    return Scenario.model_json_schema()
+
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class ScenarioIssue:
+    """One problem in a scenario file. line and column are 1-based."""
+
+    location: str  # e.g. "agents[1].rate"; "" for the file as a whole
+    line: int | None
+    column: int | None
+    message: str
+
+    def format(self, path: str) -> str:
+        where = path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        if self.location:
+            return f"{where}: {self.location}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class ScenarioError(Exception):
+    """A scenario file could not be loaded; `issues` lists every problem found."""
+
+    def __init__(self, path: str, issues: list[ScenarioIssue]) -> None:
+        # Passing both to Exception keeps the error picklable (it may cross
+        # process boundaries).
+        super().__init__(path, issues)
+        self.path = path
+        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
+
+    def __str__(self) -> str:
+        return "\n".join(issue.format(self.path) for issue in self.issues)
+
+
+# --------------------------------------------------------------------------
+# Loader
+
+Loc = tuple[str | int, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_REQUIRED_KEYS = ", ".join(
+    name for name, field in Scenario.model_fields.items() if field.is_required()
+)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file; raises ScenarioError on any problem."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(shown, f"file not found (looked for {Path(path).absolute()})") from None
+    except IsADirectoryError:
+        raise _error(shown, "is a directory, not a scenario file") from None
+    except UnicodeDecodeError as exc:
+        raise _error(shown, f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise _error(shown, f"cannot read file: {exc.strerror or exc}") from None
+    return load_scenario_text(text, source=shown)
+
+
+def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
+    """Validate a scenario given as YAML text; `source` names it in errors."""
+    try:
+        # The reader checks for unprintable characters right away.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
+
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
+            message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
+            raise _error(source, message)
+        if not isinstance(root, MappingNode):
+            kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
+            line, column = _position(root.start_mark)
+            message = (
+                f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
+            )
+            raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
+
+        # PyYAML lets a repeated key silently overwrite the first one, so
+        # this has to look at the nodes before they become a dict.
+        duplicates = _duplicate_keys(root)
+        if duplicates:
+            raise ScenarioError(source, duplicates)
+
+        try:
+            data = loader.construct_document(root)
+        except yaml.YAMLError as exc:
+            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
+    finally:
+        loader.dispose()
+
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        # Constructing expanded `<<` merge keys inside the nodes, so merged-in
+        # keys can be located too.
+        issues = [_pydantic_issue(err, root, data) for err in exc.errors()]
+        # `from None`: the chained pydantic error would repeat raw inputs,
+        # which may include values the messages deliberately leave out.
+        raise ScenarioError(source, issues) from None
+
+
+def _error(source: str, message: str) -> ScenarioError:
+    return ScenarioError(source, [ScenarioIssue("", None, None, message)])
+
+
+def _position(mark: Mark | None) -> tuple[int | None, int | None]:
+    if mark is None:
+        return None, None
+    return mark.line + 1, mark.column + 1
+
+
+def _yaml_issue(exc: yaml.YAMLError, text: str) -> ScenarioIssue:
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context:
+            context = exc.context
+            if exc.context_mark is not None:
+                context += f" on line {exc.context_mark.line + 1}"
+            # PyYAML splits some sentences as context="expected X",
+            # problem="but found Y"; keep those in reading order.
+            if exc.problem.startswith("but "):
+                problem = f"{context}, {exc.problem}"
+            else:
+                problem = f"{exc.problem} ({context})"
+        line, column = _position(mark)
+        return ScenarioIssue("", line, column, f"YAML syntax error: {problem}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        # Reader errors (e.g. control characters) carry an offset, not a mark.
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        return ScenarioIssue("", line, column, f"YAML syntax error: {exc.reason}")
+    return ScenarioIssue("", None, None, "YAML syntax error: " + " ".join(str(exc).split()))
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+def _key_of(node: Node) -> str | None:
+    # Only scalar keys can name a field; complex keys are left to pydantic.
+    return node.value if isinstance(node, ScalarNode) else None
+
+
+def _duplicate_keys(
+    node: Node, loc: Loc = (), active: frozenset[int] = frozenset()
+) -> list[ScenarioIssue]:
+    # `active` guards against aliases that make the node graph recursive.
+    if id(node) in active:
+        return []
+    active = active | {id(node)}
+    issues: list[ScenarioIssue] = []
+    if isinstance(node, MappingNode):
+        first: dict[tuple[str, str], Mark] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # merged mappings are anchored, and checked, elsewhere
+            key = _key_of(key_node)
+            if key is None:
+                continue
+            child = loc + (key,)
+            # The tag is part of the identity: `1:` and `"1":` differ.
+            ident = (key_node.tag, key)
+            if ident in first:
+                line, column = _position(key_node.start_mark)
+                message = (
+                    f"duplicate key {key!r} (first defined on line {first[ident].line + 1}, "
+                    f"again on line {line})"
+                )
+                issues.append(ScenarioIssue(_format_loc(child), line, column, message))
+            else:
+                first[ident] = key_node.start_mark
+            issues += _duplicate_keys(value_node, child, active)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            issues += _duplicate_keys(item, loc + (i,), active)
+    # An alias used twice would report the same duplicate twice.
+    return list(dict.fromkeys(issues))
+
+
+def _locate(root: Node, loc: Loc) -> tuple[int, Mark, Node]:
+    """Follow `loc` through the node tree as far as the file has it.
+
+    Returns how many parts of `loc` were found, the mark to report (the key
+    of the last mapping entry found, or the node itself for list items and
+    the root) and the node found.
+    """
+    node, mark, depth = root, root.start_mark, 0
+    for part in loc:
+        if isinstance(node, MappingNode):
+            # Keys compare as text so that pydantic's `1` finds a YAML `1:`;
+            # the last match wins, as it does in the constructed dict.
+            matches = [(k, v) for k, v in node.value if _key_of(k) == str(part)]
+            if not matches:
+                break
+            key_node, node = matches[-1]
+            mark = key_node.start_mark
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            break
+        depth += 1
+    return depth, mark, node
+
+
+_MISSING = object()
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue  # list index: same model as the list's items
+        if model is None or part not in model.model_fields:
+            return None
+        model = _model_in(model.model_fields[part].annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if get_origin(annotation) is None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        return None
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _short_repr(value: Any) -> str | None:
+    if value is None or isinstance(value, (bool, int, float, str)) or value in ([], {}):
+        text = repr(value)
+        if len(text) <= 40:
+            return text
+    return None
+
+
+def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
+    loc: Loc = tuple(err["loc"])
+    kind: str = err["type"]
+    bad_key = kind == "invalid_key" or loc[-1:] == ("[key]",)
+    if loc[-1:] == ("[key]",):
+        loc = loc[:-1]
+
+    # Point at the deepest part of the path that exists in the file: the
+    # key itself, or for a missing key the mapping that should contain it.
+    depth, mark, node = _locate(root, loc)
+    value_error = kind != "extra_forbidden" and not bad_key
+    if value_error and depth == len(loc) and isinstance(node, ScalarNode):
+        mark = node.start_mark  # a bad value: point at the value, not its key
+    line, column = _position(mark)
+
+    if bad_key:
+        # Reported on the mapping, since `[1]` would read as a list index.
+        message = f"key {loc[-1]!r} must be text; put it in quotes"
+        return ScenarioIssue(_format_loc(loc[:-1]), line, column, message)
+    if kind == "missing":
+        message = "required key is missing"
+    elif kind == "extra_forbidden":
+        message = _unknown_key_message(loc)
+    elif kind == "value_error":
+        # Our validators already quote the value where that is safe to do.
+        message = err["msg"].removeprefix("Value error, ")
+    else:
+        message = err["msg"]
+        raw = _value_at(data, loc)
+        got = _short_repr(raw if raw is not _MISSING else err.get("input"))
+        # Never echo anything under a key-ish name: it may be a secret.
+        if got is not None and not any("key" in str(part) for part in loc):
+            message += f" (got {got})"
+    return ScenarioIssue(_format_loc(loc), line, column, message)
+
+
+def _unknown_key_message(loc: Loc) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    allowed = list(model.model_fields)
+    message = f"unknown key {key!r} (allowed: {', '.join(allowed)})"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        message += f"; did you mean {close[0]!r}?"
+    return message

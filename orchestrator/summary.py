@@ -1,0 +1,139 @@
+"""summary.json: the figures a reader looks at first. Built from the run's tables, so a partial
+run gets a partial but consistent summary. Wei amounts are strings of integers (exact), with a
+float ether figure beside them for reading."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from contracts.deploy import DeployedSystem
+
+from .evaluator import ModelRecord
+from .monitor import BlockRecord
+from .scenario import Scenario
+
+SUMMARY_VERSION = 1
+
+
+def _wei(v: int) -> dict[str, Any]:
+    return {"wei": str(int(v)), "ether": int(v) / 1e18}
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def build_summary(
+    *,
+    scenario: Scenario,
+    run_id: str,
+    state: Mapping[str, Any],
+    blocks: Sequence[BlockRecord],
+    models: Sequence[ModelRecord],
+    ledger: Mapping[str, Sequence[Any]],
+    system: DeployedSystem | None,
+    funding: Mapping[str, int],
+    node_url: str | None,
+    managed_node: bool,
+) -> dict[str, Any]:
+    n = len(ledger.get("tx_hash", []))
+    col = {k: list(v) for k, v in ledger.items()}
+    statuses = Counter(col.get("status", []))
+    by_action: dict[str, dict[str, int]] = {}
+    for action, status in zip(col.get("action", []), col.get("status", [])):
+        by_action.setdefault(action, Counter())[status] += 1  # type: ignore[index]
+
+    gas_used = sum(col.get("gas_used", []))
+    fees = sum(g * p for g, p in zip(col.get("gas_used", []), col.get("effective_gas_price", [])))
+    deposits = sum(col.get("deposit", []))
+    refunds = sum(r for r, a in zip(col.get("received", []), col.get("action", [])) if a == "refund")
+
+    submitted = col.get("submitted_wall", [])
+    included_wall = [w for w, s in zip(col.get("included_wall", []), col.get("status", []))
+                     if s in ("included", "reverted")]
+    latency_blocks = [ib - sb for ib, sb, s in zip(col.get("included_block", []), col.get("submitted_block", []),
+                                                    col.get("status", [])) if s in ("included", "reverted")]
+    latency_wall = [iw - sw for iw, sw, s in zip(col.get("included_wall", []), submitted, col.get("status", []))
+                    if s in ("included", "reverted")]
+    throughput: dict[str, Any] = {}
+    if len(submitted) > 1:
+        span = max(submitted) - min(submitted)
+        throughput["submitted_tx_per_s"] = len(submitted) / span if span > 0 else None
+    if included_wall and submitted:
+        span = max(included_wall) - min(submitted)
+        throughput["included_tx_per_s"] = len(included_wall) / span if span > 0 else None
+    shard_cpu = sum(s.get("cpu_s", 0.0) for s in state.get("shard_stats", []))
+    driver_cpu = state.get("driver_cpu_s", 0.0)
+    throughput["shard_cpu_s"] = shard_cpu
+    throughput["driver_cpu_s"] = driver_cpu
+    throughput["shard_cpu_ms_per_tx"] = 1000 * shard_cpu / n if n else None
+    throughput["client_cpu_ms_per_tx"] = 1000 * (shard_cpu + driver_cpu) / n if n else None
+
+    run_blocks = [b for b in blocks if b.number > state.get("start_block", -1)]
+    base_fees = [b.base_fee for b in run_blocks]
+    deviations = [b.number for b in run_blocks if b.expected_base_fee >= 0 and b.expected_base_fee != b.base_fee]
+
+    summary: dict[str, Any] = {
+        "summary_version": SUMMARY_VERSION,
+        "run_id": run_id,
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "status": state.get("status"),
+        "error": state.get("error"),
+        "ended_because": state.get("ended_because"),
+        "node": {"url": node_url, "managed": managed_node, "mining": scenario.chain.mining},
+        "contracts": (system.addresses() | {"deploy_gas": system.gas_used,
+                                            "deploy_transactions": system.transactions}) if system else None,
+        "agents": {"count": sum(g.count for g in scenario.agents), "groups": {
+            (g.name or g.policy): {"policy": g.policy, "count": g.count} for g in scenario.agents},
+            "funded_total": _wei(sum(funding.values()))},
+        "transactions": {
+            "total": n,
+            "by_status": dict(statuses),
+            "by_action": {a: dict(c) for a, c in by_action.items()},
+            "all_final": statuses.get("pending", 0) == 0,
+        },
+        "gas": {"used": gas_used, "fees_paid": _wei(fees), "deposits_kept": _wei(deposits),
+                "refunds_paid": _wei(refunds)},
+        "latency": {
+            "blocks_p50": _pct(latency_blocks, 0.5), "blocks_p90": _pct(latency_blocks, 0.9),
+            "blocks_p99": _pct(latency_blocks, 0.99),
+            "wall_s_p50": _pct(latency_wall, 0.5), "wall_s_p99": _pct(latency_wall, 0.99),
+        },
+        "accuracy": {
+            "start": models[0].accuracy if models else None,
+            "end": models[-1].accuracy if models else None,
+            "min": min(m.accuracy for m in models) if models else None,
+            "samples": len(models),
+            "spot_check_mismatches": sum(m.spot_mismatches for m in models),
+        },
+        "base_fee": {
+            "min": min(base_fees) if base_fees else None,
+            "median": statistics.median(base_fees) if base_fees else None,
+            "max": max(base_fees) if base_fees else None,
+            "eip1559_deviations": len(deviations),
+        },
+        "chain": {
+            "start_block": state.get("start_block"),
+            "end_block": state.get("last_block"),
+            "blocks": len(run_blocks),
+            "chain_time_s": (run_blocks[-1].timestamp - run_blocks[0].timestamp) if len(run_blocks) > 1 else 0,
+            "time_warps": state.get("warps", []),
+            "gas_used_share": (sum(b.gas_used for b in run_blocks) / sum(b.gas_limit for b in run_blocks))
+            if run_blocks else None,
+        },
+        "throughput": throughput,
+        "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
+                     "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
+        "errors": state.get("tick_errors", []),
+        "shards": state.get("shard_stats", []),
+    }
+    return summary
