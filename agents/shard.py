@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,9 @@ class ShardConfig:
     fees: FeeStance = field(default_factory=FeeStance)
     max_in_flight: int = 2_000  # back-pressure: pending transactions per shard
     drop_after_blocks: int = 20  # a transaction unseen this long is looked up, and dropped if gone
+    # Add the agent id (in wei) to each agent's tip: blocks ordered by fee then have one fixed order of
+    # senders whatever order the shards' sends arrive in, so a driven run replays identically.
+    unique_tips: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,8 @@ class ShardCore:
         self.acting = True
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
-        self.cpu_s = 0.0
+        self.cpu_s = 0.0  # inside ticks: the agents' own work
+        self._cpu_start = time.process_time()  # whole process, Ray's threads included
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -254,8 +258,11 @@ class ShardCore:
             data = self.trainer_abi.encode("refund", list(c.data), c.label, c.added_time)
             gas = gas_limits.refund_gas(len(c.data))
             value, kind = 0, "refund"
+        fees = self.config.fees
+        if self.config.unique_tips:
+            fees = replace(fees, tip=fees.tip + agent.id)
         tx, nonce, tip, max_fee = agent.wallet.sign(
-            to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=self.config.fees
+            to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=fees
         )
         record = LedgerRecord(
             agent=agent.id, group=agent.group, policy=agent.policy.name, action=kind,
@@ -419,6 +426,7 @@ class ShardCore:
             "records": len(self.records),
             "pending": len(self.pending),
             "cpu_s": self.cpu_s,
+            "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
             "http_requests": self.client.requests if self.client else 0,
         }

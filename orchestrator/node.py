@@ -1,6 +1,7 @@
 """Start, control and always stop a local anvil node from the project's pinned npm package.
 
-The node starts in automine mode so set-up (deployment, funding: one sender, sequential) is quick;
+The node starts in automine mode so set-up (deployment, funding: one sender, sequential) is quick,
+or with mining on demand for driven runs, whose set-up blocks then get fixed timestamps too;
 `set_mining` then switches to the run's mode. Automine is never used under load: with many
 concurrent senders it stalls (foundry issue 10122, measured here).
 """
@@ -35,6 +36,8 @@ class NodeSettings:
     balance_ether: int = 1_000_000
     chain_id: int = 31337
     order: str = "fees"
+    genesis_timestamp: int | None = None  # fixed for reproducible (driven) runs
+    no_mining: bool = False  # start with mining on demand only (driven runs mine even set-up blocks)
 
 
 def free_port() -> int:
@@ -78,6 +81,8 @@ class AnvilNode:
             "--balance", str(s.balance_ether),
             "--chain-id", str(s.chain_id),
             "--order", s.order,
+            *(["--timestamp", str(s.genesis_timestamp)] if s.genesis_timestamp is not None else []),
+            *(["--no-mining"] if s.no_mining else []),
         ]
 
     def start(self, timeout_s: float = 15.0) -> str:

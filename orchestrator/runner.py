@@ -47,6 +47,7 @@ log = structlog.get_logger("dcai.run")
 
 DRAIN_BLOCKS = 60  # after the schedule ends, blocks allowed for in-flight transactions to settle
 MIN_WARP_BLOCKS = 10  # skip idle chain time only when the gap is worth this many blocks
+DRIVEN_GENESIS = 1_700_000_000  # chain time of block 0 in driven runs: the same every run
 FUNDING_BATCH = 200
 
 
@@ -84,6 +85,7 @@ class RunState:
     driver_cpu_s: float = 0.0
     shard_stats: list[dict[str, Any]] = field(default_factory=list)
     loop_wall_s: float = 0.0
+    loop_driver_cpu_s: float = 0.0
     ended_because: str = ""
 
 
@@ -110,6 +112,7 @@ class Run:
         self._stop_requested = False
         self._started_ray = False
         self._head_seen_at = time.monotonic()
+        self.driven = scenario.chain.mining == "driven" and not scenario.chain.rpc_url
 
     # ---- entry point ------------------------------------------------------------------------
 
@@ -199,7 +202,8 @@ class Run:
         else:
             self.node = AnvilNode(
                 NodeSettings(gas_limit=chain.gas_limit, base_fee=chain.base_fee, accounts=chain.accounts,
-                             balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order),
+                             balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order,
+                             genesis_timestamp=DRIVEN_GENESIS if self.driven else None, no_mining=self.driven),
                 self.run_dir / "anvil.log",
             )
             url = await asyncio.to_thread(self.node.start)
@@ -210,7 +214,7 @@ class Run:
         log.info("node ready", url=self.client.display_url, managed=self.node is not None, chain_id=chain_id)
 
         t = time.time()
-        tx = Transactor(self.client, funder, chain_id)
+        tx = Transactor(self.client, funder, chain_id, mine=self._mine_next if self.driven else None)
         inc = sc.incentive
         self.system = await deploy_system(
             self.client, tx, compiled, model_spec,
@@ -280,7 +284,7 @@ class Run:
                 shard_id=i, rpc_url=url, chain_id=chain_id, seed=sc.seed, trainer=self.system.trainer,
                 incentive=self.system.incentive, abis=abis, cost_weight=sc.incentive.cost_weight,
                 refund_wait=sc.incentive.refund_wait, block_time=sc.chain.block_time,
-                agents=specs[i::n_shards], fees=FeeStance(),
+                agents=specs[i::n_shards], fees=FeeStance(), unique_tips=self.driven,
             )
             shards.append(actor_cls.remote(cfg))
         await asyncio.gather(*(s.start.remote() for s in shards))
@@ -308,6 +312,13 @@ class Run:
 
     # ---- the loop ---------------------------------------------------------------------------
 
+    async def _mine_next(self) -> None:
+        """Driven mode: mine one block, block_time after the last one (set-up blocks too)."""
+        assert self.client is not None
+        head = await self.client.get_block("latest")
+        assert head is not None
+        await mine(self.client, int(head["timestamp"], 16) + self.scenario.chain.block_time)
+
     async def _latest(self) -> BlockInfo:
         assert self.client is not None
         b = await self.client.get_block("latest")
@@ -319,7 +330,7 @@ class Run:
     async def _loop(self) -> None:
         assert self.client is not None and self.monitor is not None and self.evaluator is not None
         sc = self.scenario
-        driven = sc.chain.mining == "driven" and self.node is not None
+        driven = self.driven
         block_time = sc.chain.block_time
         every = sc.evaluation.every
         head = await self._latest()
@@ -332,6 +343,7 @@ class Run:
         drain_left = DRAIN_BLOCKS
         last_eval = head.number
         loop_t0 = time.time()
+        loop_cpu0 = time.process_time()
         with _Progress(self.show_progress, sc.schedule.duration) as bar:
             while True:
                 reports: list[TickReport] = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
@@ -368,6 +380,7 @@ class Run:
                 head = await self._wait_next(head, deadline if acting else math.inf)
                 await self.monitor.read(head.number)
         self.state.loop_wall_s = time.time() - loop_t0
+        self.state.loop_driver_cpu_s = time.process_time() - loop_cpu0
         self.state.last_block = head.number
         if head.number != last_eval:
             await self.evaluator.evaluate(head.number, head.timestamp)

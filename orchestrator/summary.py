@@ -70,11 +70,15 @@ def build_summary(
     if included_wall and submitted:
         span = max(included_wall) - min(submitted)
         throughput["included_tx_per_s"] = len(included_wall) / span if span > 0 else None
-    shard_cpu = sum(s.get("cpu_s", 0.0) for s in state.get("shard_stats", []))
-    driver_cpu = state.get("driver_cpu_s", 0.0)
-    throughput["shard_cpu_s"] = shard_cpu
-    throughput["driver_cpu_s"] = driver_cpu
-    throughput["shard_cpu_ms_per_tx"] = 1000 * shard_cpu / n if n else None
+    # CPU of the client side while the loop ran: the shard processes (whole process, Ray included)
+    # and the driver's loop. Set-up (dataset, training, deployment, Ray start) is not counted.
+    shard_cpu = sum(s.get("process_cpu_s", 0.0) for s in state.get("shard_stats", []))
+    agent_cpu = sum(s.get("cpu_s", 0.0) for s in state.get("shard_stats", []))
+    driver_cpu = state.get("loop_driver_cpu_s", 0.0)
+    throughput["shard_process_cpu_s"] = shard_cpu
+    throughput["agent_step_cpu_s"] = agent_cpu
+    throughput["driver_loop_cpu_s"] = driver_cpu
+    throughput["agent_cpu_ms_per_tx"] = 1000 * agent_cpu / n if n else None
     throughput["client_cpu_ms_per_tx"] = 1000 * (shard_cpu + driver_cpu) / n if n else None
 
     run_blocks = [b for b in blocks if b.number > state.get("start_block", -1)]

@@ -49,8 +49,13 @@ class HonestPolicy(Policy):
             and not c.abandoned
             and c.deposit > 0
             and obs.time >= c.added_time + obs.refund_wait
-            and (c.last_check_time < 0 or obs.time >= c.last_check_time + self.recheck_s)
+            and (c.last_check_time < 0 or obs.time >= self._recheck_at(c))
         )
+
+    def _recheck_at(self, c: Contribution) -> int:
+        # Rechecks fall on a shared grid of chain time, so agents waiting on the model all look again
+        # in the same block instead of one by one (which would keep the chain from skipping ahead).
+        return (c.last_check_time // self.recheck_s + 1) * self.recheck_s
 
     def wants_predictions(self, obs: Observation) -> list[int]:
         return [c.id for c in obs.contributions if self._refund_due(c, obs)]
@@ -85,7 +90,7 @@ class HonestPolicy(Policy):
             if c.state is ContributionState.ADDED and c.deposit > 0 and not c.abandoned:
                 due = c.added_time + obs.refund_wait
                 if c.last_check_time >= 0:
-                    due = max(due, c.last_check_time + self.recheck_s)
+                    due = max(due, self._recheck_at(c))
                 wake = min(wake, due)
             elif c.state in (ContributionState.SUBMITTED, ContributionState.REFUND_SENT):
                 return None
