@@ -13,7 +13,7 @@ MARGIN = 1.15
 # (fixed, per index): add covers a mispredicted sample whose weights all sit in still-empty packed
 # slots (a cold read plus a zero-to-nonzero write, 22.1k, per index); refund and report cover the
 # first claim of an address (a fresh counter slot).
-_ADD = (85_000, 24_000)
+_ADD = (105_000, 26_000)
 _REFUND = (90_000, 4_000)
 _REPORT = (110_000, 4_000)
 TRANSFER = 21_000

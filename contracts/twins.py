@@ -71,4 +71,6 @@ class SparsePerceptronTwin:
             weights.extend(abi.fn("getWeights").decode(bytes.fromhex(r[2:])))
         intercept = abi.fn("intercept").decode(bytes.fromhex(results[-2][2:]))
         lr = abi.fn("learningRate").decode(bytes.fromhex(results[-1][2:]))
-        return cls(np.array(weights, dtype=np.int64), int(intercept), int(lr))
+        # int80 on chain: beyond int64, keep exact Python integers (scores() handles object arrays).
+        fits = all(-(2**63) <= w < 2**63 for w in weights)
+        return cls(np.array(weights, dtype=np.int64 if fits else object), int(intercept), int(lr))

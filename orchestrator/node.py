@@ -94,6 +94,7 @@ class AnvilNode:
                 self.port = free_port()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")
+            log_start = self._log.tell()
             self.proc = subprocess.Popen(
                 self.command(),
                 stdout=self._log,
@@ -102,21 +103,27 @@ class AnvilNode:
                 start_new_session=True,  # Ctrl-C reaches us; we stop the node in order
                 preexec_fn=_die_with_parent,
             )
-            if self._wait_ready(timeout_s):
+            if self._wait_ready(timeout_s, log_start):
                 return self.url
             self.stop()
         raise NodeError(f"anvil did not start; see {self.log_path}: {self._log_tail()}")
 
-    def _wait_ready(self, timeout_s: float) -> bool:
+    def _wait_ready(self, timeout_s: float, log_start: int) -> bool:
+        """Ready when our own process says it listens on our port. A TCP connect alone is not enough:
+        if the port was taken, anvil exits and the connect would reach the other server."""
+        banner = f"Listening on 127.0.0.1:{self.port}".encode()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 return False  # exited: port taken or bad flags
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
+                with open(self.log_path, "rb") as fh:
+                    fh.seek(log_start)
+                    if banner in fh.read():
+                        return self.proc.poll() is None
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         return False
 
     def _log_tail(self) -> str:
