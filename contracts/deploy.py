@@ -7,7 +7,7 @@ components moves to the trainer, and `verify_system` checks it before anyone rel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
@@ -27,16 +27,49 @@ class DeploymentError(RuntimeError):
     pass
 
 
+class ModelSpec(Protocol):
+    """What the deployer needs to know about a model: its contract, constructor, chunked set-up."""
+
+    contract: ClassVar[str]
+
+    @property
+    def n_features(self) -> int: ...
+
+    def constructor(self) -> tuple[list[str], list[Any]]: ...
+
+    def init_calls(self, abi: ContractABI, gas_limit: int) -> list[tuple[str, bytes]]:
+        """(description, calldata) of each initialisation transaction, sized for the gas limit."""
+        ...
+
+
+class IncentiveSpec(Protocol):
+    contract: ClassVar[str]
+
+    def constructor(self) -> tuple[list[str], list[Any]]: ...
+
+
 @dataclass(frozen=True)
 class SparsePerceptronSpec:
     weights: list[int]  # fixed point (x1e9), index = feature
     intercept: int = 0
     learning_rate: int = FIXED_POINT // 2
     classifications: tuple[str, str] = ("Negative", "Positive")
+    contract: ClassVar[str] = "SparsePerceptron"
 
     @property
     def n_features(self) -> int:
         return len(self.weights)
+
+    def constructor(self) -> tuple[list[str], list[Any]]:
+        return ["string[]", "int80", "int80"], [list(self.classifications), self.intercept, self.learning_rate]
+
+    def init_calls(self, abi: ContractABI, gas_limit: int) -> list[tuple[str, bytes]]:
+        size = chunk_size(gas_limit, self.n_features)
+        return [
+            (f"initialise weights {start}..{min(start + size, self.n_features) - 1}",
+             abi.encode("initializeWeights", start, self.weights[start:start + size]))
+            for start in range(0, self.n_features, size)
+        ]
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,11 @@ class StakeableSpec:
     owner_claim_wait_s: int
     any_address_claim_wait_s: int
     cost_weight: int
+    contract: ClassVar[str] = "Stakeable"
+
+    def constructor(self) -> tuple[list[str], list[Any]]:
+        return (["uint256", "uint256", "uint256", "uint256"],
+                [self.refund_wait_s, self.owner_claim_wait_s, self.any_address_claim_wait_s, self.cost_weight])
 
 
 @dataclass
@@ -59,6 +97,16 @@ class DeployedSystem:
     gas_used: int
     transactions: int
     abis: dict[str, ContractABI] = field(repr=False, default_factory=dict)
+    model_contract: str = "SparsePerceptron"
+    incentive_contract: str = "Stakeable"
+
+    @property
+    def model_abi(self) -> ContractABI:
+        return self.abis[self.model_contract]
+
+    @property
+    def incentive_abi(self) -> ContractABI:
+        return self.abis[self.incentive_contract]
 
     @property
     def errors(self) -> dict[bytes, tuple[str, list[str]]]:
@@ -96,8 +144,8 @@ async def deploy_system(
     client: RpcClient,
     tx: Transactor,
     compiled: CompileResult,
-    model: SparsePerceptronSpec,
-    incentive: StakeableSpec,
+    model: ModelSpec,
+    incentive: IncentiveSpec,
     *,
     gas_limit: int,
     name: str = "dcai-arena",
@@ -109,30 +157,14 @@ async def deploy_system(
 
     r = await tx.send(None, _constructor(compiled, "DataHandler", [], []), what="deploy DataHandler")
     data_handler = _created(r, "DataHandler")
-    r = await tx.send(
-        None,
-        _constructor(
-            compiled, "Stakeable", ["uint256", "uint256", "uint256", "uint256"],
-            [incentive.refund_wait_s, incentive.owner_claim_wait_s, incentive.any_address_claim_wait_s,
-             incentive.cost_weight],
-        ),
-        what="deploy Stakeable",
-    )
-    incentive_addr = _created(r, "Stakeable")
-    r = await tx.send(
-        None,
-        _constructor(compiled, "SparsePerceptron", ["string[]", "int80", "int80"],
-                     [list(model.classifications), model.intercept, model.learning_rate]),
-        what="deploy SparsePerceptron",
-    )
-    model_addr = _created(r, "SparsePerceptron")
-
-    perceptron = abis["SparsePerceptron"]
-    size = chunk_size(gas_limit, model.n_features)
-    for start in range(0, model.n_features, size):
-        chunk = model.weights[start:start + size]
-        await tx.send(model_addr, perceptron.encode("initializeWeights", start, chunk),
-                      what=f"initialise weights {start}..{start + len(chunk) - 1}")
+    r = await tx.send(None, _constructor(compiled, incentive.contract, *incentive.constructor()),
+                      what=f"deploy {incentive.contract}")
+    incentive_addr = _created(r, incentive.contract)
+    r = await tx.send(None, _constructor(compiled, model.contract, *model.constructor()),
+                      what=f"deploy {model.contract}")
+    model_addr = _created(r, model.contract)
+    for what, calldata in model.init_calls(abis[model.contract], gas_limit):
+        await tx.send(model_addr, calldata, what=what)
 
     r = await tx.send(
         None,
@@ -146,7 +178,8 @@ async def deploy_system(
     trainer = _created(r, "CollaborativeTrainer")
     block = int(r["blockNumber"], 16)
 
-    for addr, abi_name in ((data_handler, "DataHandler"), (incentive_addr, "Stakeable"), (model_addr, "SparsePerceptron")):
+    for addr, abi_name in ((data_handler, "DataHandler"), (incentive_addr, incentive.contract),
+                           (model_addr, model.contract)):
         await tx.send(addr, abis[abi_name].encode("transferOwnership", trainer), what=f"transfer {abi_name}")
 
     system = DeployedSystem(
@@ -160,6 +193,8 @@ async def deploy_system(
         gas_used=tx.gas_used - gas_before,
         transactions=tx.sent - sent_before,
         abis=abis,
+        model_contract=model.contract,
+        incentive_contract=incentive.contract,
     )
     await verify_system(client, system)
     return system

@@ -40,7 +40,7 @@ class Evaluator:
         self.samples = samples
         self.labels = labels
         self.spot = list(range(min(spot_checks, len(samples))))
-        self.model_abi: ContractABI = system.abis["SparsePerceptron"]
+        self.model_abi: ContractABI = system.model_abi
         self.records: list[ModelRecord] = []
 
     async def twin_at(self, block: int) -> SparsePerceptronTwin:

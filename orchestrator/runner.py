@@ -275,8 +275,8 @@ class Run:
         n_shards = max(1, min(len(specs), cpus))
         actor_cls = make_actor_class(num_cpus=1)
         assert self.system is not None
-        abis = {name: a.abi for name, a in self.system.abis.items()
-                if name in ("CollaborativeTrainer", "Stakeable", "SparsePerceptron", "DataHandler")}
+        wanted = ("CollaborativeTrainer", "DataHandler", self.system.model_contract, self.system.incentive_contract)
+        abis = {name: a.abi for name, a in self.system.abis.items() if name in wanted}
         sc = self.scenario
         shards = []
         for i in range(n_shards):
