@@ -16,6 +16,7 @@ MARGIN = 1.15
 _ADD = (105_000, 26_000)
 _REFUND = (90_000, 4_000)
 _REPORT = (110_000, 4_000)
+_PREDICT = (40_000, 3_000)  # predict sent as a transaction: a cold read per index
 TRANSFER = 21_000
 
 
@@ -34,3 +35,7 @@ def refund_gas(n_indices: int) -> int:
 
 def report_gas(n_indices: int) -> int:
     return _limit(_REPORT, n_indices)
+
+
+def predict_gas(n_indices: int) -> int:
+    return _limit(_PREDICT, n_indices)

@@ -43,6 +43,7 @@ class LedgerRecord:
     deposit: int = 0  # wei kept by the trainer (addData)
     received: int = 0  # wei paid out to the sender (refund, report, excess)
     reason: str = ""
+    replaces: str = ""  # hash of the transaction this one replaces (same nonce, higher fees)
 
     @property
     def fee_paid(self) -> int:

@@ -1,16 +1,19 @@
 """A shard: many agents as asyncio tasks in one process (a Ray actor), over one connection pool.
 
-Each block the orchestrator calls `tick`: the shard first reads the receipts of the blocks it has not
-seen (one eth_getBlockReceipts per block, coalesced), then every agent steps concurrently: observe,
-decide, sign, send. Calls made by agents in the same loop turn travel as one JSON-RPC batch. The
-tick returns once every agent has handed its transactions to the node, so in driven mode the
-orchestrator can mine right after. Keys are derived here from the seed and never leave the process.
+Each block the orchestrator calls `tick`: the shard reads the receipts of the blocks it has not
+seen (one eth_getBlockReceipts per block, coalesced), settles its transactions, replaces the ones
+stuck too long, then every agent steps concurrently: the policy says what it needs to know, the
+shard answers with free calls shared between agents, the policy decides, the wallet signs and the
+shard sends. Calls made in the same loop turn travel as one JSON-RPC batch. The tick returns once
+every agent has handed its transactions to the node, so in driven mode the orchestrator can mine
+right after. Keys are derived here from the seed and never leave the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,13 +28,18 @@ from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus, to_columns
 from .policies.base import (
     FINISHED,
+    Action,
     AddData,
     Contribution,
     ContributionState,
+    Mechanism,
     Observation,
     Policy,
     PolicyContext,
+    PredictTx,
+    PublicContribution,
     Refund,
+    Report,
     Sample,
     resolve_policy,
 )
@@ -45,6 +53,7 @@ class AgentSpec:
     policy: str
     params: dict[str, Any]
     samples: list[tuple[tuple[int, ...], int]]
+    fees: FeeStance | None = None  # None: the shard's default stance
 
 
 @dataclass
@@ -63,16 +72,22 @@ class ShardConfig:
     fees: FeeStance = field(default_factory=FeeStance)
     max_in_flight: int = 2_000  # back-pressure: pending transactions per shard
     drop_after_blocks: int = 20  # a transaction unseen this long is looked up, and dropped if gone
+    replace_after_blocks: int = 8  # a transaction still pending this long is re-sent with higher fees
+    replacement_bump: float = 1.125  # fee factor of a replacement (nodes ask at least +10%)
     # Add the agent id (in wei) to each agent's tip: blocks ordered by fee then have one fixed order of
     # senders whatever order the shards' sends arrive in, so a driven run replays identically.
     unique_tips: bool = False
+    data_handler: str = ""
+    mechanism: str = "stakeable"
+    owner_claim_wait: int | None = None
+    any_address_claim_wait: int | None = None
 
 
 @dataclass(frozen=True)
 class BlockInfo:
     number: int
     timestamp: int
-    base_fee: int
+    base_fee: int  # what the next block will charge
 
 
 @dataclass
@@ -83,6 +98,7 @@ class TickReport:
     included: int = 0
     reverted: int = 0
     dropped: int = 0
+    replaced: int = 0
     in_flight: int = 0
     next_wake: int | None = None
     finished: bool = False
@@ -94,23 +110,25 @@ class TickReport:
 class _Pending:
     record: LedgerRecord
     agent: Agent
-    contribution: Contribution
+    contribution: Contribution | None
+    raw_args: tuple[bytes, int, int]  # calldata, value, gas: what a replacement re-sends
+    target: PublicContribution | None = None
 
 
 class Agent:
-    def __init__(self, spec: AgentSpec, wallet: Wallet, policy: Policy):
+    def __init__(self, spec: AgentSpec, wallet: Wallet, policy: Policy, fees: FeeStance):
         self.spec = spec
         self.id = spec.agent_id
         self.group = spec.group
         self.wallet = wallet
         self.policy = policy
+        self.fees = fees
         self.contributions: list[Contribution] = []
         self.in_flight = 0
-        self._next_contribution = 0
+        self.spent = 0
 
     def new_contribution(self, sample: Sample) -> Contribution:
-        c = Contribution(self._next_contribution, sample.data, sample.label)
-        self._next_contribution += 1
+        c = Contribution(len(self.contributions), sample.data, sample.label)
         self.contributions.append(c)
         return c
 
@@ -119,32 +137,49 @@ class Agent:
 
 
 class ShardCore:
-    """The shard's logic, usable directly in tests; `AgentShard` is its Ray actor form."""
+    """The shard's logic, usable directly in tests; `make_actor_class` gives its Ray actor form."""
 
     def __init__(self, config: ShardConfig):
         self.config = config
         self.abis = {name: ContractABI(abi) for name, abi in config.abis.items()}
         self.trainer_abi = self.abis["CollaborativeTrainer"]
+        self.handler_abi = self.abis.get("DataHandler")
+        self.incentive_abi = next((a for n, a in self.abis.items()
+                                   if n not in ("CollaborativeTrainer", "DataHandler") and "numValid" in
+                                   {f.name for f in a.functions.values()}), None)
         self.errors: dict[bytes, tuple[str, list[str]]] = {}
+        self._events: dict[bytes, ContractABI] = {}  # topic -> abi, across every contract of the system
         for a in self.abis.values():
             self.errors.update(a.errors)
-        self._events = {}  # topic -> abi, across every contract of the system
-        for a in self.abis.values():
             self._events.update({t: a for t in a.events})
         self.trainer_bytes = bytes.fromhex(config.trainer[2:])
+        self.mechanism = Mechanism(
+            kind=config.mechanism, cost_weight=config.cost_weight, refund_wait=config.refund_wait,
+            owner_claim_wait=config.owner_claim_wait if config.owner_claim_wait is not None else config.refund_wait,
+            any_address_claim_wait=(config.any_address_claim_wait if config.any_address_claim_wait is not None
+                                    else config.refund_wait),
+        )
         self.agents: list[Agent] = []
         for spec in config.agents:
             account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
             rng = np.random.default_rng([config.seed, spec.agent_id])
             samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
             policy = resolve_policy(spec.policy)(PolicyContext(spec.agent_id, rng, spec.params, samples))
-            self.agents.append(Agent(spec, Wallet(account, config.chain_id), policy))
+            fees = spec.fees or config.fees
+            if config.unique_tips:
+                fees = replace(fees, tip=fees.tip + spec.agent_id)
+            self.agents.append(Agent(spec, Wallet(account, config.chain_id), policy, fees))
+        self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
+        self.public: list[PublicContribution] = []
         self.records: list[LedgerRecord] = []
         self.pending: dict[str, _Pending] = {}
+        self.by_nonce: dict[tuple[str, int], list[str]] = {}
         self.last_block = -1
+        self.last_update = 0
         self.acting = True
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
+        self._cache: dict[Any, asyncio.Future[Any]] = {}
         self.cpu_s = 0.0  # inside ticks: the agents' own work
         self._cpu_start = time.process_time()  # whole process, Ray's threads included
 
@@ -176,28 +211,31 @@ class ShardCore:
         wall0 = time.perf_counter()
         report = TickReport(self.config.shard_id, block.number)
         before = self._status_counts()
+        self._cache = {}
         try:
             await self._read_blocks(block.number)
             await self._check_stale(block.number)
+            await self._replace_stuck(block, report)
             await self._resync_nonces()
             if self.acting:
+                if self.incentive_abi is not None and self.mechanism.cost_weight:
+                    self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
+                                                            "lastUpdateTime"))
                 await asyncio.gather(*(self._step(a, block, report) for a in self.agents))
-        except (RpcError, OSError, Exception) as e:  # noqa: BLE001 - reported, the run goes on
+        except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
         after = self._status_counts()
         report.included = after[TxStatus.INCLUDED] - before[TxStatus.INCLUDED]
         report.reverted = after[TxStatus.REVERTED] - before[TxStatus.REVERTED]
         report.dropped = after[TxStatus.DROPPED] - before[TxStatus.DROPPED]
+        report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
-        wakes = [self._wake(a, block) for a in self.agents] if self.acting else [FINISHED]
-        report.next_wake = None if any(w is None for w in wakes) else min(wakes)
+        wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
+        report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
         report.finished = report.next_wake == FINISHED and not self.pending
         report.step_ms = (time.perf_counter() - wall0) * 1000
         self.cpu_s += time.process_time() - cpu0
         return report
-
-    def _wake(self, agent: Agent, block: BlockInfo) -> int | None:
-        return agent.policy.next_wake(self._observe(agent, block))
 
     def _status_counts(self) -> dict[TxStatus, int]:
         counts = {s: 0 for s in TxStatus}
@@ -207,76 +245,139 @@ class ShardCore:
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
         return Observation(
-            block=block.number,
-            time=block.timestamp,
-            base_fee=block.base_fee,
-            block_time=self.config.block_time,
-            max_deposit=self.config.cost_weight * 3600,
-            refund_wait=self.config.refund_wait,
-            in_flight=agent.in_flight,
-            contributions=agent.contributions,
+            block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=self.config.block_time,
+            mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
+            in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
         )
 
-    async def _step(self, agent: Agent, block: BlockInfo, report: TickReport) -> None:
+    # Free calls, each made once per tick however many agents ask (futures shared through the cache).
+
+    def _shared(self, key: Any, make: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        fut = self._cache.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(make())
+            self._cache[key] = fut
+        return fut
+
+    async def _view(self, to: str, abi: ContractABI, fn: str, *args: Any) -> Any:
         assert self.rpc is not None
+        f = abi.fn(fn)
+        out = await self.rpc.call("eth_call", {"to": to, "data": "0x" + f.encode(*args).hex()}, "latest")
+        return f.decode(bytes.fromhex(out[2:]))
+
+    async def _answer(self, agent: Agent, obs: Observation) -> None:
+        wants = agent.policy.wants(obs)
+        if not wants:
+            return
+        jobs: list[tuple[str, Any, asyncio.Future[Any]]] = []
+        for data in wants.predictions:
+            jobs.append(("p", data, self._shared(("predict", data), lambda d=data: self._view(
+                self.config.trainer, self.trainer_abi, "predict", list(d)))))
+        if self.handler_abi is not None and self.config.data_handler:
+            for c in wants.claimable:
+                jobs.append(("c", c.key, self._shared(("claimable", c.key), lambda c=c: self._view(
+                    self.config.data_handler, self.handler_abi, "getClaimableAmount", list(c.data), c.label,
+                    c.added_time, c.author))))
+            for c in wants.claimed:
+                jobs.append(("h", c.key, self._shared(("claimed", c.key, obs.address), lambda c=c: self._view(
+                    self.config.data_handler, self.handler_abi, "hasClaimed", list(c.data), c.label,
+                    c.added_time, c.author, obs.address))))
+        if wants.num_valid and self.incentive_abi is not None:
+            jobs.append(("v", None, self._shared(("numValid", obs.address), lambda: self._view(
+                self.config.incentive, self.incentive_abi, "numValid", obs.address))))
+            jobs.append(("t", None, self._shared(("totalGood",), lambda: self._view(
+                self.config.incentive, self.incentive_abi, "totalGoodDataCount"))))
+        if wants.pool:
+            assert self.rpc is not None
+            jobs.append(("q", None, self._shared(("pool",), lambda: self.rpc.call("txpool_status"))))  # type: ignore[union-attr]
+        results = await asyncio.gather(*(j[2] for j in jobs), return_exceptions=True)
+        for (kind, key, _), r in zip(jobs, results):
+            if isinstance(r, BaseException):
+                continue  # unanswered: the policy sees nothing for it this block
+            if kind == "p":
+                obs.predictions[key] = int(r)
+            elif kind == "c":
+                obs.claimable[key] = int(r)
+            elif kind == "h":
+                obs.claimed[key] = bool(r)
+            elif kind == "v":
+                obs.num_valid = int(r)
+            elif kind == "t":
+                obs.total_good = int(r)
+            elif kind == "q":
+                obs.pool_pending = int(r["pending"], 16)
+
+    async def _step(self, agent: Agent, block: BlockInfo, report: TickReport) -> None:
         obs = self._observe(agent, block)
-        wanted = agent.policy.wants_predictions(obs)
-        if wanted:
-            fn = self.trainer_abi.fn("predict")
-            calls = [
-                self.rpc.call("eth_call", {"to": self.config.trainer,
-                                           "data": "0x" + fn.encode(list(agent.by_id(cid).data)).hex()}, "latest")
-                for cid in wanted
-            ]
-            results = await asyncio.gather(*calls, return_exceptions=True)
-            for cid, r in zip(wanted, results):
-                if isinstance(r, str):
-                    obs.predictions[cid] = fn.decode(bytes.fromhex(r[2:]))
+        await self._answer(agent, obs)
         actions = agent.policy.decide(obs)
         sends = []
         for action in actions:
-            if len(self.pending) >= self.config.max_in_flight:
+            if len(self.pending) + len(sends) >= self.config.max_in_flight:
                 break  # back-pressure: the policy will decide again next block
             if agent.wallet.needs_resync:
                 break
-            sends.append(self._submit(agent, action, block, report))
+            job = self._prepare(agent, action, block)
+            if job is not None:
+                sends.append(self._send(*job, report=report))
         if sends:
             await asyncio.gather(*sends)
 
-    async def _submit(self, agent: Agent, action: AddData | Refund, block: BlockInfo, report: TickReport) -> None:
-        assert self.rpc is not None
+    def _prepare(self, agent: Agent, action: Action, block: BlockInfo
+                 ) -> tuple[Agent, str, bytes, int, int, BlockInfo, Contribution | None, PublicContribution | None,
+                            int | None] | None:
+        t = self.trainer_abi
         if isinstance(action, AddData):
             c = agent.new_contribution(action.sample)
-            data = self.trainer_abi.encode("addData", list(c.data), c.label)
-            gas = gas_limits.add_data_gas(len(c.data))
-            value, kind = action.value, "add"
-        else:
+            return (agent, "add", t.encode("addData", list(c.data), c.label), action.value,
+                    gas_limits.add_data_gas(len(c.data)), block, c, None, action.tip)
+        if isinstance(action, Refund):
             c = agent.by_id(action.contribution_id)
             if c.state is not ContributionState.ADDED:
-                return
+                return None
             c.state = ContributionState.REFUND_SENT
-            data = self.trainer_abi.encode("refund", list(c.data), c.label, c.added_time)
-            gas = gas_limits.refund_gas(len(c.data))
-            value, kind = 0, "refund"
-        fees = self.config.fees
-        if self.config.unique_tips:
-            fees = replace(fees, tip=fees.tip + agent.id)
-        tx, nonce, tip, max_fee = agent.wallet.sign(
-            to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=fees
-        )
+            return (agent, "refund", t.encode("refund", list(c.data), c.label, c.added_time), 0,
+                    gas_limits.refund_gas(len(c.data)), block, c, None, action.tip)
+        if isinstance(action, Report):
+            g = action.target
+            return (agent, "report", t.encode("report", list(g.data), g.label, g.added_time, g.author), 0,
+                    gas_limits.report_gas(len(g.data)), block, None, g, action.tip)
+        if isinstance(action, PredictTx):
+            return (agent, "spam", t.encode("predict", list(action.data)), 0,
+                    gas_limits.predict_gas(len(action.data)), block, None, None, action.tip)
+        raise TypeError(f"unknown action {action!r}")
+
+    async def _send(self, agent: Agent, kind: str, data: bytes, value: int, gas: int, block: BlockInfo,
+                    c: Contribution | None, target: PublicContribution | None, tip: int | None, *,
+                    report: TickReport, nonce: int | None = None, replaces: _Pending | None = None,
+                    fees: FeeStance | None = None) -> None:
+        assert self.rpc is not None
+        stance = fees or (replace(agent.fees, tip=tip) if tip is not None else agent.fees)
+        if nonce is None:
+            tx, nonce, tip_used, max_fee = agent.wallet.sign(
+                to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=stance)
+        else:
+            tx, nonce, tip_used, max_fee = agent.wallet.sign_at(
+                nonce, to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=stance)
         record = LedgerRecord(
             agent=agent.id, group=agent.group, policy=agent.policy.name, action=kind,
             sender=agent.wallet.address, nonce=nonce, tx_hash=tx.hash_hex, gas_limit=gas, max_fee=max_fee,
-            max_priority_fee=tip, value=value, submitted_wall=time.time(), submitted_block=block.number,
+            max_priority_fee=tip_used, value=value, submitted_wall=time.time(), submitted_block=block.number,
+            replaces=replaces.record.tx_hash if replaces else "",
         )
         self.records.append(record)
-        self.pending[tx.hash_hex] = _Pending(record, agent, c)
+        self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target)
+        self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
         agent.in_flight += 1
         report.sent += 1
         try:
             await self.rpc.call("eth_sendRawTransaction", tx.raw_hex)
-        except Exception as e:  # noqa: BLE001 - the node refused it: final, and the nonce is suspect
-            self._finish(tx.hash_hex, TxStatus.DROPPED, reason=f"rejected at send: {e}")
+        except RpcError as e:
+            # The node refused it: final. A refused replacement leaves the original in charge.
+            self._finish(tx.hash_hex, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
+            if replaces is None:
+                agent.wallet.invalidate_nonce()
+        except Exception:  # noqa: BLE001 - no answer: its fate is unknown until looked up
             agent.wallet.invalidate_nonce()
 
     # ---- receipts and outcomes -------------------------------------------------------------
@@ -286,7 +387,7 @@ class ShardCore:
         numbers = list(range(self.last_block + 1, upto + 1))
         if not numbers:
             return
-        if not self.pending:
+        if not self.pending and not self.needs_public:
             self.last_block = upto
             return
         calls = []
@@ -294,10 +395,20 @@ class ShardCore:
             calls.append(self.rpc.call("eth_getBlockReceipts", hex(n)))
             calls.append(self.rpc.call("eth_getBlockByNumber", hex(n), False))
         results = await asyncio.gather(*calls)
+        trainer = self.config.trainer.lower()
         for i, n in enumerate(numbers):
             receipts, header = results[2 * i], results[2 * i + 1]
             timestamp = int(header["timestamp"], 16) if header else -1
             for receipt in receipts or []:
+                if self.needs_public and receipt.get("status") == "0x1":
+                    for log in receipt.get("logs", []):
+                        if log.get("address", "").lower() == trainer:
+                            decoded = self.trainer_abi.decode_log(log)
+                            if decoded and decoded[0] == "AddData":
+                                a = decoded[1]
+                                self.public.append(PublicContribution(
+                                    a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]),
+                                    int(a["cost"]), n))
                 p = self.pending.get(receipt["transactionHash"])
                 if p is not None:
                     await self._apply_receipt(p, receipt, timestamp)
@@ -319,16 +430,18 @@ class ShardCore:
                 if decoded is None:
                     continue
                 name, args = decoded
-                if name == "AddData" and r.action == "add":
+                if name == "AddData" and r.action == "add" and c is not None:
                     r.deposit = int(args["cost"])
                     r.received = r.value - r.deposit
                     c.added_time = int(args["t"])
                     c.deposit = r.deposit
                     c.state = ContributionState.ADDED
-                elif name == "Refund" and r.action == "refund":
-                    r.received = int(args["amount"])
+                elif name == "Refund" and r.action == "refund" and c is not None:
+                    r.received = int(args.get("amount", 0))
                     c.refunded = r.received
                     c.state = ContributionState.REFUNDED
+                elif name == "Report" and r.action == "report":
+                    r.received = int(args.get("amount", 0))
             self._finish(r.tx_hash, TxStatus.INCLUDED)
         else:
             # Out of gas leaves at most 1/64 of the limit unused (EIP-150); no replay can say more.
@@ -336,7 +449,8 @@ class ShardCore:
                 r.reason = f"out of gas (used {r.gas_used} of {r.gas_limit})"
             else:
                 r.reason = await self._revert_reason(r, receipt)
-            c.state = ContributionState.FAILED if r.action == "add" else ContributionState.ADDED
+            if c is not None:
+                c.state = ContributionState.FAILED if r.action == "add" else ContributionState.ADDED
             self._finish(r.tx_hash, TxStatus.REVERTED)
 
     async def _revert_reason(self, r: LedgerRecord, receipt: dict[str, Any]) -> str:
@@ -362,15 +476,50 @@ class ShardCore:
         p = self.pending.pop(tx_hash, None)
         if p is None:
             return
-        p.record.status = status
+        r = p.record
+        r.status = status
         if reason:
-            p.record.reason = reason
+            r.reason = reason
         p.agent.in_flight -= 1
-        if status is TxStatus.DROPPED:
-            if p.record.action == "add":
-                p.contribution.state = ContributionState.FAILED
-            elif p.contribution.state is ContributionState.REFUND_SENT:
-                p.contribution.state = ContributionState.ADDED
+        if status in (TxStatus.INCLUDED, TxStatus.REVERTED):
+            p.agent.spent += r.gas_used * r.effective_gas_price
+            if status is TxStatus.INCLUDED:
+                p.agent.spent += r.value - r.received
+            # Every other transaction of this sender and nonce can never be mined now.
+            for other in self.by_nonce.pop((r.sender, r.nonce), []):
+                if other != tx_hash:
+                    self._finish(other, TxStatus.REPLACED, reason=f"nonce {r.nonce} used by {tx_hash}")
+            return
+        siblings = [h for h in self.by_nonce.get((r.sender, r.nonce), []) if h in self.pending]
+        if status is TxStatus.DROPPED and not siblings:
+            c = p.contribution
+            if c is not None and r.action == "add":
+                c.state = ContributionState.FAILED
+            elif c is not None and c.state is ContributionState.REFUND_SENT:
+                c.state = ContributionState.ADDED
+
+    async def _replace_stuck(self, block: BlockInfo, report: TickReport) -> None:
+        """Re-send transactions pending too long with the same nonce and fees raised enough for the
+        node's replacement rule; whichever is mined first settles the other."""
+        after = self.config.replace_after_blocks
+        if after <= 0 or not self.acting:
+            return
+        stuck = [p for p in self.pending.values()
+                 if block.number - p.record.submitted_block >= after and not p.record.replaces
+                 and not any(self.pending[h].record.replaces == p.record.tx_hash
+                             for h in self.by_nonce.get((p.record.sender, p.record.nonce), []) if h in self.pending)]
+        if not stuck:
+            return
+        jobs = []
+        for p in stuck:
+            r = p.record
+            bump = self.config.replacement_bump
+            stance = replace(p.agent.fees, tip=max(int(r.max_priority_fee * bump) + 1, p.agent.fees.tip),
+                             floor=int(r.max_fee * bump) + 1, cap=None)
+            data, value, gas = p.raw_args
+            jobs.append(self._send(p.agent, r.action, data, value, gas, block, p.contribution, p.target, None,
+                                   report=report, nonce=r.nonce, replaces=p, fees=stance))
+        await asyncio.gather(*jobs)
 
     async def _check_stale(self, current: int, *, force: bool = False) -> None:
         """Look up transactions unseen for too long: gone from the node means dropped."""
@@ -383,7 +532,7 @@ class ShardCore:
                                      return_exceptions=True)
         for h, tx in zip(stale, found):
             p = self.pending.get(h)
-            if p is None or isinstance(tx, Exception):
+            if p is None or isinstance(tx, BaseException):
                 continue
             if tx is None:
                 self._finish(h, TxStatus.DROPPED, reason="vanished from the node's pool")
@@ -425,11 +574,16 @@ class ShardCore:
             "agents": len(self.agents),
             "records": len(self.records),
             "pending": len(self.pending),
+            "public_contributions": len(self.public),
             "cpu_s": self.cpu_s,
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
             "http_requests": self.client.requests if self.client else 0,
         }
+
+    def agent_summaries(self) -> list[dict[str, Any]]:
+        return [{"agent": a.id, "group": a.group, "policy": a.policy.name, "address": a.wallet.address,
+                 "spent": a.spent, "contributions": len(a.contributions)} for a in self.agents]
 
 
 def make_actor_class(num_cpus: float = 1.0) -> Any:

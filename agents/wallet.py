@@ -16,9 +16,12 @@ class FeeStance:
     tip: int = 1_000_000_000  # maxPriorityFeePerGas, wei
     headroom: int = 3  # maxFeePerGas = headroom * base fee + tip
     cap: int | None = None  # never offer more than this maxFeePerGas
+    floor: int | None = None  # offer at least this maxFeePerGas (a replacement must outbid the original)
 
     def price(self, base_fee: int) -> tuple[int, int]:
         max_fee = base_fee * self.headroom + self.tip
+        if self.floor is not None:
+            max_fee = max(max_fee, self.floor)
         if self.cap is not None:
             max_fee = min(max_fee, self.cap)
         return min(self.tip, max_fee), max_fee
@@ -45,8 +48,16 @@ class Wallet:
         """Sign the next transaction. Returns (tx, nonce, maxPriorityFee, maxFee)."""
         if self.nonce is None or self.needs_resync:
             raise RuntimeError(f"wallet {self.address}: nonce unknown, resync first")
-        tip, max_fee = fees.price(base_fee)
         nonce = self.nonce
+        out = self.sign_at(nonce, to=to, data=data, value=value, gas=gas, base_fee=base_fee, fees=fees)
+        self.nonce = nonce + 1
+        return out
+
+    def sign_at(
+        self, nonce: int, *, to: bytes, data: bytes, value: int, gas: int, base_fee: int, fees: FeeStance
+    ) -> tuple[SignedTx, int, int, int]:
+        """Sign at a given nonce without moving the local one (a replacement)."""
+        tip, max_fee = fees.price(base_fee)
         tx = sign_eip1559(
             self.account,
             chain_id=self.chain_id,
@@ -58,5 +69,4 @@ class Wallet:
             value=value,
             data=data,
         )
-        self.nonce = nonce + 1
         return tx, nonce, tip, max_fee

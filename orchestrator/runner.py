@@ -13,6 +13,7 @@ import asyncio
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -273,7 +274,11 @@ class Run:
             self._started_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n_shards = max(1, min(len(specs), cpus))
-        actor_cls = make_actor_class(num_cpus=1)
+        # User policies importable here (module.path:Class) must import in the shard processes too.
+        user_paths = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
+                      and not p.startswith(sys.base_prefix)]
+        pythonpath = os.pathsep.join(user_paths + [os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
+        actor_cls = make_actor_class(num_cpus=1).options(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
         assert self.system is not None
         wanted = ("CollaborativeTrainer", "DataHandler", self.system.model_contract, self.system.incentive_contract)
         abis = {name: a.abi for name, a in self.system.abis.items() if name in wanted}
@@ -285,6 +290,8 @@ class Run:
                 incentive=self.system.incentive, abis=abis, cost_weight=sc.incentive.cost_weight,
                 refund_wait=sc.incentive.refund_wait, block_time=sc.chain.block_time,
                 agents=specs[i::n_shards], fees=FeeStance(), unique_tips=self.driven,
+                data_handler=self.system.data_handler, mechanism=sc.incentive.type,
+                owner_claim_wait=sc.incentive.owner_claim_wait, any_address_claim_wait=sc.incentive.any_address_claim_wait,
             )
             shards.append(actor_cls.remote(cfg))
         await asyncio.gather(*(s.start.remote() for s in shards))

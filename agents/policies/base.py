@@ -1,24 +1,31 @@
 """What a policy sees and what it may do. Policies are decision code only: no keys, no RPC.
 
-A policy gets an `Observation` each block and returns `Action`s. Randomness comes from the
-generator it is given, seeded from the scenario seed and the agent id, so a run is reproducible.
+Each block a policy first says what it needs to know beyond the basics (`wants`): the model's
+prediction for some samples, the remaining deposit of some contributions, its own verified count,
+the size of the pending pool. The shard answers with free calls (coalesced into batches, shared
+between agents) and hands over an `Observation`; `decide` returns `Action`s. Randomness comes from
+the generator the policy is given, seeded from the scenario seed and the agent id, so a run is
+reproducible.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
 
+FINISHED = 2**63 - 1  # next_wake value: this agent will never act again
+
 
 class ContributionState(str, Enum):
     SUBMITTED = "submitted"  # addData sent, not yet mined
     ADDED = "added"  # on chain; deposit held
     REFUND_SENT = "refund_sent"
-    REFUNDED = "refunded"
+    REFUNDED = "refunded"  # refunded (deposit) or validated (points)
     FAILED = "failed"  # addData reverted or dropped
 
 
@@ -38,36 +45,124 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class PublicContribution:
+    """A contribution anyone can see: rebuilt from the trainer's AddData events."""
+
+    author: str
+    data: tuple[int, ...]
+    label: int
+    added_time: int
+    deposit: int
+    block: int
+
+    @property
+    def key(self) -> tuple[str, int, int, tuple[int, ...]]:
+        return (self.author, self.added_time, self.label, self.data)
+
+
+@dataclass(frozen=True)
 class Sample:
     data: tuple[int, ...]
     label: int
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """The incentive mechanism's public parameters."""
+
+    kind: str  # "stakeable" | "points"
+    cost_weight: int
+    refund_wait: int
+    owner_claim_wait: int
+    any_address_claim_wait: int
+
+    @property
+    def max_deposit(self) -> int:
+        return self.cost_weight * 3600
+
+    def deposit_at(self, time: int, last_update: int) -> int:
+        """The deposit an add mined at `time` pays (Stakeable's formula)."""
+        if self.cost_weight == 0:
+            return 0
+        return self.cost_weight * 3600 // math.isqrt(max(time - last_update, 1))
+
+
+@dataclass
+class Wants:
+    predictions: set[tuple[int, ...]] = field(default_factory=set)  # samples to ask the model about
+    claimable: list[PublicContribution] = field(default_factory=list)  # remaining deposit of these
+    claimed: list[PublicContribution] = field(default_factory=list)  # whether this agent claimed these
+    num_valid: bool = False  # this agent's verified count and the total (mechanism counters)
+    pool: bool = False  # the node's pending-pool size
+
+    def __bool__(self) -> bool:
+        return bool(self.predictions or self.claimable or self.claimed or self.num_valid or self.pool)
 
 
 @dataclass
 class Observation:
     block: int
     time: int  # chain time of the latest block, seconds
-    base_fee: int
+    base_fee: int  # what the next block will charge
     block_time: int  # nominal seconds per block
-    max_deposit: int  # the highest deposit the mechanism can ask (sending it always suffices)
-    refund_wait: int
+    mechanism: Mechanism
+    last_update: int  # when the last contribution was added (drives the deposit price)
+    address: str
     in_flight: int  # this agent's transactions not yet final
-    contributions: list[Contribution]
-    predictions: dict[int, int] = field(default_factory=dict)  # contribution id -> model's label now
+    spent: int  # wei this agent has paid so far: deposits kept plus fees, minus what came back
+    contributions: list[Contribution]  # its own
+    public: list[PublicContribution]  # everyone's, in order of addition (shared; do not mutate)
+    predictions: dict[tuple[int, ...], int] = field(default_factory=dict)
+    claimable: dict[tuple[str, int, int, tuple[int, ...]], int] = field(default_factory=dict)
+    claimed: dict[tuple[str, int, int, tuple[int, ...]], bool] = field(default_factory=dict)
+    num_valid: int | None = None
+    total_good: int | None = None
+    pool_pending: int | None = None
+
+    # Kept for policies written against the first interface.
+    @property
+    def max_deposit(self) -> int:
+        return self.mechanism.max_deposit
+
+    @property
+    def refund_wait(self) -> int:
+        return self.mechanism.refund_wait
+
+    def deposit_now(self) -> int:
+        """The deposit an add mined in the next block would pay."""
+        return self.mechanism.deposit_at(self.time + self.block_time, self.last_update)
 
 
 @dataclass(frozen=True)
 class AddData:
     sample: Sample
     value: int  # wei sent; the excess over the deposit comes back in the same call
+    tip: int | None = None  # override of the agent's priority fee for this transaction
 
 
 @dataclass(frozen=True)
 class Refund:
     contribution_id: int
+    tip: int | None = None
 
 
-Action = AddData | Refund
+@dataclass(frozen=True)
+class Report:
+    """Take (part of) someone's deposit, or under points block their validation."""
+
+    target: PublicContribution
+    tip: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictTx:
+    """Call the trainer's `predict` as a transaction: burns gas, changes nothing (spam)."""
+
+    data: tuple[int, ...]
+    tip: int | None = None
+
+
+Action = AddData | Refund | Report | PredictTx
 
 
 @dataclass
@@ -78,43 +173,53 @@ class PolicyContext:
     samples: list[Sample]
 
 
+class PolicyError(ValueError):
+    pass
+
+
 class Policy:
-    """Base class. Subclasses set `name` and implement `decide`."""
+    """Base class. Subclasses set `name` and implement `decide`; `needs_public` asks the shard to
+    keep the public list of contributions up to date."""
 
     name: ClassVar[str] = "policy"
+    needs_public: ClassVar[bool] = False
+    param_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, ctx: PolicyContext):
         self.agent_id = ctx.agent_id
         self.rng = ctx.rng
-        self.params = dict(ctx.params)
+        unknown = set(ctx.params) - set(self.param_defaults) - {"rate"}
+        if self.param_defaults and unknown:
+            raise PolicyError(f"policy {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
+                              f"allowed: {sorted(self.param_defaults)}")
+        self.params = {**self.param_defaults, **ctx.params}
         self.samples = list(ctx.samples)
 
-    def wants_predictions(self, obs: Observation) -> list[int]:
-        """Contribution ids whose current model prediction the policy needs this block (a free call)."""
-        return []
+    def wants(self, obs: Observation) -> Wants:
+        return Wants()
 
     def decide(self, obs: Observation) -> list[Action]:
         raise NotImplementedError
 
     def next_wake(self, obs: Observation) -> int | None:
-        """Earliest chain time this agent will want to act, or None if it wants every block.
-        `FINISHED` means it will never act again. Lets the orchestrator skip idle time."""
+        """Earliest chain time this agent will want to act, None for every block, FINISHED for never.
+        Lets the orchestrator skip idle time."""
         return None
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **self.params}
 
 
-FINISHED = 2**63 - 1
-
-
-class PolicyError(ValueError):
-    pass
-
-
 _BUILTIN = {
     "honest": "agents.policies.honest:HonestPolicy",
+    "greedy": "agents.policies.greedy:GreedyPolicy",
+    "adversarial": "agents.policies.adversarial:AdversarialPolicy",
+    "karma_seeker": "agents.policies.karma_seeker:KarmaSeekerPolicy",
 }
+
+
+def builtin_policies() -> list[str]:
+    return sorted(_BUILTIN)
 
 
 def resolve_policy(name: str) -> type[Policy]:
@@ -130,9 +235,8 @@ def resolve_policy(name: str) -> type[Policy]:
                 break
     if target is None:
         if ":" not in name:
-            known = sorted(_BUILTIN)
-            raise PolicyError(f"unknown policy {name!r}: use one of {known}, a name registered under the "
-                              f"'dcai.policies' entry point, or 'module.path:ClassName'")
+            raise PolicyError(f"unknown policy {name!r}: use one of {builtin_policies()}, a name registered "
+                              f"under the 'dcai.policies' entry point, or 'module.path:ClassName'")
         target = name
     module_name, _, attr = target.partition(":")
     try:
@@ -143,3 +247,10 @@ def resolve_policy(name: str) -> type[Policy]:
     if not (isinstance(cls, type) and issubclass(cls, Policy)):
         raise PolicyError(f"policy {name!r}: {target} is not a subclass of agents.policies.base.Policy")
     return cls
+
+
+# ---- small helpers shared by policies ---------------------------------------------------------
+
+
+def age(obs: Observation, c: PublicContribution | Contribution) -> int:
+    return obs.time - c.added_time

@@ -1,0 +1,157 @@
+"""Adversarial: attacks the model or the honest participants, within a declared budget.
+
+`attack` chooses the decision rule; every attack stops once `budget` wei (deposits kept plus fees,
+net of what came back) is spent.
+* `label_flip` (the reference's bad agent): adds its samples with the wrong label.
+* `targeted`: pushes the model toward `target_class`: adds samples of the other class labelled
+  `target_class`.
+* `spam`: floods the chain with gas-heavy transactions that change nothing (the trainer's `predict`
+  sent as a transaction over `spam_indices` features) at `spam_per_block`, to raise the base fee
+  and delay honest refunds.
+* `front_run`: when the pending pool holds others' transactions, adds one of its own samples (true
+  label) with a high tip (`front_run_tip`) so it lands first in the block: every other add in that
+  block then pays the highest deposit (the price resets with each add).
+* `grief`: for each honest contribution it sees, adds the same features with the opposite label
+  (so the model turns against the original); after a few honest `warmup` contributions of its own
+  are verified, it reports the originals as soon as the model disagrees with them.
+
+Parameters: attack (label_flip), budget (1 ether), rate (0.05/s), arrival (poisson), target_class (1),
+spam_indices (200), spam_per_block (5), front_run_tip (20 gwei), warmup (2), max_in_flight (8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..arrivals import Arrivals
+from .base import (
+    Action,
+    AddData,
+    ContributionState,
+    Observation,
+    Policy,
+    PolicyContext,
+    PolicyError,
+    PredictTx,
+    Refund,
+    Report,
+    Sample,
+    Wants,
+)
+
+GWEI = 10**9
+ATTACKS = ("label_flip", "targeted", "spam", "front_run", "grief")
+
+
+class AdversarialPolicy(Policy):
+    name: ClassVar[str] = "adversarial"
+    param_defaults: ClassVar[dict[str, Any]] = {
+        "attack": "label_flip", "budget": 10**18, "rate": 0.05, "arrival": "poisson", "target_class": 1,
+        "spam_indices": 200, "spam_per_block": 5, "front_run_tip": 20 * GWEI, "warmup": 2, "max_in_flight": 8,
+        "burst_size": 10, "burst_every": 60, "max_gap": 60,
+    }
+
+    def __init__(self, ctx: PolicyContext):
+        super().__init__(ctx)
+        p = self.params
+        self.attack = str(p["attack"])
+        if self.attack not in ATTACKS:
+            raise PolicyError(f"adversarial: unknown attack {self.attack!r}; expected one of {ATTACKS}")
+        self.budget = int(p["budget"])
+        self.max_in_flight = int(p["max_in_flight"])
+        self.arrivals = Arrivals.from_params(p)
+        self._next = 0
+        self._copied: set[tuple[str, int, int, tuple[int, ...]]] = set()
+        self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
+
+    @property
+    def needs_public(self) -> bool:  # type: ignore[override]
+        return self.attack == "grief"
+
+    def exhausted(self, obs: Observation) -> bool:
+        return obs.spent >= self.budget
+
+    def wants(self, obs: Observation) -> Wants:
+        w = Wants()
+        if self.attack == "front_run":
+            w.pool = True
+        if self.attack == "grief":
+            w.num_valid = True
+            w.predictions = {c.data for c in obs.contributions if c.state is ContributionState.ADDED
+                             and obs.time >= c.added_time + obs.mechanism.refund_wait}
+            due = [c for c in obs.public if c.author != obs.address and c.key in self._copied
+                   and c.key not in self._reported and obs.time - c.added_time >= obs.mechanism.refund_wait]
+            w.predictions |= {c.data for c in due}
+            w.claimable = due
+        return w
+
+    def _next_samples(self, obs: Observation, n: int) -> list[Sample]:
+        out = []
+        while len(out) < n and self._next < len(self.samples):
+            out.append(self.samples[self._next])
+            self._next += 1
+        return out
+
+    def decide(self, obs: Observation) -> list[Action]:
+        if self.exhausted(obs):
+            return []
+        budget = self.max_in_flight - obs.in_flight
+        if budget <= 0:
+            return []
+        value = obs.mechanism.max_deposit
+        if self.attack == "label_flip":
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng)
+            return [AddData(Sample(s.data, 1 - s.label), value) for s in self._next_samples(obs, min(n, budget))]
+        if self.attack == "targeted":
+            n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng), budget)
+            target = int(self.params["target_class"])
+            out: list[Action] = []
+            while len(out) < n and self._next < len(self.samples):
+                s = self.samples[self._next]
+                self._next += 1
+                if s.label != target:
+                    out.append(AddData(Sample(s.data, target), value))
+            return out
+        if self.attack == "spam":
+            k = int(self.params["spam_indices"])
+            data = tuple(range(k))
+            return [PredictTx(data) for _ in range(min(int(self.params["spam_per_block"]), budget))]
+        if self.attack == "front_run":
+            if (obs.pool_pending or 0) > 0:
+                s = self._next_samples(obs, 1)
+                if s:
+                    return [AddData(s[0], value, tip=int(self.params["front_run_tip"]))]
+            return []
+        return self._grief(obs, budget, value)
+
+    def _grief(self, obs: Observation, budget: int, value: int) -> list[Action]:
+        actions: list[Action] = []
+        warmup = int(self.params["warmup"])
+        # Verified contributions of its own are what entitles it to take.
+        for c in obs.contributions:
+            if budget <= 0:
+                return actions
+            if (c.state is ContributionState.ADDED and c.id < warmup and c.data in obs.predictions
+                    and obs.predictions[c.data] == c.label):
+                actions.append(Refund(c.id))
+                budget -= 1
+        if len(obs.contributions) < warmup:
+            for s in self._next_samples(obs, min(warmup - len(obs.contributions), budget)):
+                actions.append(AddData(s, value))
+                budget -= 1
+            return actions
+        for c in obs.public:
+            if budget <= 0:
+                break
+            if c.author == obs.address:
+                continue
+            if c.key not in self._copied:
+                self._copied.add(c.key)
+                actions.append(AddData(Sample(c.data, 1 - c.label), value))
+                budget -= 1
+            elif (c.key not in self._reported and (obs.num_valid or 0) > 0
+                  and obs.claimable.get(c.key, 0) > 0 and obs.predictions.get(c.data, c.label) != c.label):
+                self._reported.add(c.key)
+                actions.append(Report(c))
+                budget -= 1
+        return actions

@@ -1,0 +1,112 @@
+"""Karma seeker: maximises points under the gamification (Points) mechanism.
+
+Decision rule, each block:
+* Adds many cheap contributions the model already agrees with: for each of its samples it asks the
+  model (free call) and submits the model's own prediction as the label (always "agreed"), then
+  `near_duplicates` variants of the same sample with one feature index changed.
+* Validates each contribution at the earliest moment (the refund wait just passed), when the model
+  still agrees.
+* Reports rivals: contributions of others past the wait that the model now rejects, which blocks
+  their validation for good (it earns nothing, but the rival's score falls relative to its own).
+
+Parameters: rate (0.2/s), arrival (poisson), near_duplicates (2), report_rivals (true),
+max_in_flight (8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..arrivals import Arrivals
+from .base import (
+    Action,
+    AddData,
+    ContributionState,
+    Observation,
+    Policy,
+    PolicyContext,
+    PublicContribution,
+    Refund,
+    Report,
+    Sample,
+    Wants,
+)
+
+
+class KarmaSeekerPolicy(Policy):
+    name: ClassVar[str] = "karma_seeker"
+    needs_public: ClassVar[bool] = True
+    param_defaults: ClassVar[dict[str, Any]] = {
+        "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "max_in_flight": 8,
+        "burst_size": 10, "burst_every": 60, "max_gap": 60,
+    }
+
+    def __init__(self, ctx: PolicyContext):
+        super().__init__(ctx)
+        self.max_in_flight = int(self.params["max_in_flight"])
+        self.near = int(self.params["near_duplicates"])
+        self.arrivals = Arrivals.from_params(self.params)
+        self._queue: list[tuple[int, ...]] = []  # feature sets waiting for the model's label
+        self._next = 0
+        self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
+
+    def _variants(self, data: tuple[int, ...]) -> list[tuple[int, ...]]:
+        out = [data]
+        for k in range(self.near):
+            if not data:
+                break
+            i = int(self.rng.integers(len(data)))
+            changed = set(data) - {data[i]}
+            changed.add(max(data) + 1 + k)
+            out.append(tuple(sorted(changed)))
+        return out
+
+    def _due(self, obs: Observation) -> list[int]:
+        return [c.id for c in obs.contributions
+                if c.state is ContributionState.ADDED and obs.time >= c.added_time + obs.mechanism.refund_wait]
+
+    def _rivals(self, obs: Observation) -> list[PublicContribution]:
+        if not self.params["report_rivals"]:
+            return []
+        return [c for c in obs.public if c.author != obs.address and c.key not in self._reported
+                and obs.time - c.added_time >= obs.mechanism.refund_wait]
+
+    def wants(self, obs: Observation) -> Wants:
+        w = Wants()
+        if self._next < len(self.samples):
+            # Ask about the next few samples and their variants: the label will be the model's own.
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng)
+            for s in self.samples[self._next:self._next + n]:
+                self._queue.extend(self._variants(s.data))
+            self._next += n
+        w.predictions = set(self._queue)
+        w.predictions |= {obs.contributions[i].data for i in self._due(obs)}
+        rivals = self._rivals(obs)
+        w.predictions |= {c.data for c in rivals}
+        w.claimed = rivals
+        return w
+
+    def decide(self, obs: Observation) -> list[Action]:
+        actions: list[Action] = []
+        budget = self.max_in_flight - obs.in_flight
+        for cid in self._due(obs):
+            c = obs.contributions[cid]
+            if budget > 0 and obs.predictions.get(c.data) == c.label:
+                actions.append(Refund(cid))
+                budget -= 1
+        for c in self._rivals(obs):
+            if budget <= 0:
+                break
+            if not obs.claimed.get(c.key, True) and obs.predictions.get(c.data, c.label) != c.label:
+                self._reported.add(c.key)
+                actions.append(Report(c))
+                budget -= 1
+        keep = []
+        for data in self._queue:
+            if budget > 0 and data in obs.predictions:
+                actions.append(AddData(Sample(data, obs.predictions[data]), value=obs.mechanism.max_deposit))
+                budget -= 1
+            else:
+                keep.append(data)
+        self._queue = keep
+        return actions
