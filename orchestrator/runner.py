@@ -254,7 +254,9 @@ class Run:
         agent_id = 0
         for g in sc.agents:
             n_samples = g.samples_per_agent or per_default
-            params = {"rate": g.rate, **g.params}
+            params = {"rate": g.rate, "arrival": g.arrival, **g.params}
+            if g.arrival == "burst":
+                params |= {"burst_size": g.burst_size, "burst_every": g.burst_every}
             for _ in range(g.count):
                 take = [rows[(cursor + k) % len(rows)] for k in range(n_samples)]
                 cursor += n_samples

@@ -252,8 +252,13 @@ class AgentGroup(_Strict):
         None, ge=1, description="None: share the agents' part of the dataset evenly"
     )
     rate: Rate = Field(
-        0.05, gt=0, description="contributions per second of chain time per agent (Poisson)"
+        0.05, gt=0, description="contributions per second of chain time per agent"
     )
+    arrival: Literal["poisson", "constant", "burst"] = Field(
+        "poisson", description="arrival process: Poisson at `rate`, evenly spread at `rate`, or bursts"
+    )
+    burst_size: int = Field(10, ge=1, description="contributions per burst (arrival: burst)")
+    burst_every: DurationS = Field(60, ge=1, description="seconds between bursts (arrival: burst)")
     params: dict[str, Any] = Field(default_factory=dict, description="passed to the policy")
     name: str | None = Field(
         None, description="label in the results; defaults to the policy (or class) name"
