@@ -37,6 +37,8 @@ from contracts.transact import Transactor, wait_receipt
 from . import logs
 from .datasets import load_dataset, split
 from .evaluator import MODEL_COLUMNS, Evaluator
+from .incentives import ACCOUNT_COLUMNS, AgentAccount, accounts
+from .incentives import to_columns as account_columns
 from .monitor import BLOCK_COLUMNS, ChainMonitor, next_base_fee
 from .node import AnvilNode, NodeSettings, mine, set_mining
 from .results import merge_columns, rows_to_columns, write_json, write_table
@@ -110,6 +112,8 @@ class Run:
         self.ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_COLUMNS}
         self.agent_groups: dict[int, str] = {}
         self.funding: dict[str, int] = {}
+        self.start_balances: dict[str, int] = {}
+        self.accounts: list[AgentAccount] = []
         self._stop_requested = False
         self._started_ray = False
         self._head_seen_at = time.monotonic()
@@ -317,7 +321,33 @@ class Run:
             batch = [await tx.sign(addr, b"", value, gas=21_000) for addr, value in items[i:i + FUNDING_BATCH]]
             await tx.send_many(batch)
         self.funding = amounts
+        self.start_balances = await self._balances(list(amounts), "latest")
         log.info("wallets funded", wallets=len(items), total_ether=need / 1e18)
+
+    async def _balances(self, addresses: list[str], tag: int | str) -> dict[str, int]:
+        assert self.client is not None
+        t = hex(tag) if isinstance(tag, int) else tag
+        out: dict[str, int] = {}
+        for i in range(0, len(addresses), 1000):
+            chunk = addresses[i:i + 1000]
+            res = await self.client.batch([("eth_getBalance", [a, t]) for a in chunk])
+            out.update({a: int(r, 16) for a, r in zip(chunk, res) if isinstance(r, str)})
+        return out
+
+    async def _points(self, addresses: list[str], tag: int | str) -> dict[str, int]:
+        assert self.client is not None and self.system is not None
+        abi = self.system.incentive_abi
+        if "numValid" not in {f.name for f in abi.functions.values()}:
+            return {}
+        fn = abi.fn("numValid")
+        t = hex(tag) if isinstance(tag, int) else tag
+        out: dict[str, int] = {}
+        for i in range(0, len(addresses), 1000):
+            chunk = addresses[i:i + 1000]
+            res = await self.client.batch([("eth_call", [{"to": self.system.incentive,
+                                                         "data": "0x" + fn.encode(a).hex()}, t]) for a in chunk])
+            out.update({a: int(fn.decode(bytes.fromhex(r[2:]))) for a, r in zip(chunk, res) if isinstance(r, str)})
+        return out
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -453,6 +483,13 @@ class Run:
                 asyncio.gather(*(s.finalize.remote(last) for s in self.shards)), timeout=60)
             self.ledger = merge_columns(parts, LEDGER_COLUMNS)
             self.state.shard_stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+            agents = [a for part in await asyncio.gather(*(s.agent_summaries.remote() for s in self.shards))
+                      for a in part]
+            addresses = [a["address"] for a in agents]
+            if self.client is not None and self.start_balances:
+                end = await self._balances(addresses, last)
+                points = await self._points(addresses, last)
+                self.accounts = accounts(self.ledger, agents, self.start_balances, end, points)
         except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
             log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
             self.state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
@@ -465,10 +502,12 @@ class Run:
                                    BLOCK_COLUMNS)
             n_tx = write_table(self.run_dir / "ledger.parquet", self.ledger, LEDGER_COLUMNS)
             write_table(self.run_dir / "accuracy.parquet", rows_to_columns(models, MODEL_COLUMNS), MODEL_COLUMNS)
+            write_table(self.run_dir / "agents.parquet", account_columns(self.accounts), ACCOUNT_COLUMNS)
             summary = build_summary(
                 scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
                 node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
+                accounts=self.accounts,
             )
             write_json(self.run_dir / "summary.json", summary)
             log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))

@@ -12,6 +12,7 @@ from typing import Any
 from contracts.deploy import DeployedSystem
 
 from .evaluator import ModelRecord
+from .incentives import AgentAccount, by_group
 from .monitor import BlockRecord
 from .scenario import Scenario
 
@@ -43,6 +44,7 @@ def build_summary(
     funding: Mapping[str, int],
     node_url: str | None,
     managed_node: bool,
+    accounts: Sequence[AgentAccount] = (),
 ) -> dict[str, Any]:
     n = len(ledger.get("tx_hash", []))
     col = {k: list(v) for k, v in ledger.items()}
@@ -137,7 +139,36 @@ def build_summary(
         "throughput": throughput,
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
                      "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
+        "incentives": by_group(accounts),
+        "reconciliation": {
+            "agents": len(accounts),
+            "reconciled": sum(a.reconciled for a in accounts),
+            "mismatches": [{"agent": a.agent, "address": a.address, "ledger_flow": str(a.ledger_flow),
+                            "balance_change": str(a.end_balance - a.start_balance)}
+                           for a in accounts if not a.reconciled][:20],
+            "ok": all(a.reconciled for a in accounts) if accounts else None,
+        },
+        "latency_by_group": latency_by_group(col),
         "errors": state.get("tick_errors", []),
         "shards": state.get("shard_stats", []),
     }
     return summary
+
+
+def latency_by_group(col: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
+    """Submit-to-inclusion latency percentiles per group, in blocks and in wall seconds."""
+    blocks: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+    for i, status in enumerate(col.get("status", [])):
+        if status not in ("included", "reverted"):
+            continue
+        g = col["group"][i]
+        blocks.setdefault(g, []).append(col["included_block"][i] - col["submitted_block"][i])
+        wall.setdefault(g, []).append(col["included_wall"][i] - col["submitted_wall"][i])
+    out = {}
+    for g in blocks:
+        out[g] = {"n": len(blocks[g])}
+        for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99_9")):
+            out[g][f"blocks_{name}"] = _pct(blocks[g], q)
+            out[g][f"wall_s_{name}"] = _pct(wall[g], q)
+    return out

@@ -78,6 +78,16 @@ def test_driven_run_writes_complete_results(driven_runs):
     for line in (run_dir / "run.log.jsonl").read_text().splitlines():
         json.loads(line)  # every line is one JSON object
     assert (run_dir / "anvil.log").stat().st_size > 0
+    # Every agent's balance change on chain equals what its ledger records say, to the wei.
+    assert summary["reconciliation"]["ok"] and summary["reconciliation"]["agents"] == 6
+    honest = summary["incentives"]["honest"]
+    assert honest["agents"] == 6 and int(honest["deposits"]) > 0 and int(honest["fees"]) > 0
+    assert int(honest["net"]) == int(honest["refunds"]) + int(honest["takes"]) - int(honest["deposits"]) \
+        - int(honest["fees"])
+    assert honest["points"] == tx["by_action"]["refund"]["included"]  # each refund verified one contribution
+    agents = pq.read_table(run_dir / "agents.parquet").to_pydict()
+    assert len(agents["address"]) == 6 and all(agents["reconciled"])
+    assert summary["latency_by_group"]["honest"]["blocks_p50"] >= 1
 
 
 def test_driven_runs_are_reproducible(driven_runs):
