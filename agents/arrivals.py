@@ -37,16 +37,17 @@ class Arrivals:
                    burst_size=int(params.get("burst_size", 10)), burst_every=int(params.get("burst_every", 60)),
                    max_gap=int(params.get("max_gap", 60)))
 
-    def draw(self, now: int, block_time: int, rng: np.random.Generator) -> int:
+    def draw(self, now: int, block_time: int, rng: np.random.Generator, load: float = 1.0) -> int:
+        """Arrivals since the last draw; `load` multiplies the rate (and burst sizes) in phases."""
         if self._last is None:
             dt = block_time
         else:
             dt = min(max(now - self._last, 0), self.max_gap)
         self._last = now
         if self.process == "poisson":
-            return int(rng.poisson(self.rate * dt))
+            return int(rng.poisson(self.rate * load * dt))
         if self.process == "constant":
-            self._carry += self.rate * dt
+            self._carry += self.rate * load * dt
             n = int(self._carry)
             self._carry -= n
             return n
@@ -54,5 +55,5 @@ class Arrivals:
             self._next_burst = now
         if now >= self._next_burst:
             self._next_burst = now + self.burst_every
-            return self.burst_size
+            return int(round(self.burst_size * load))
         return 0

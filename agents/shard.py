@@ -88,6 +88,7 @@ class BlockInfo:
     number: int
     timestamp: int
     base_fee: int  # what the next block will charge
+    load: float = 1.0  # the schedule's current multiplier of arrival rates
 
 
 @dataclass
@@ -169,6 +170,8 @@ class ShardCore:
             if config.unique_tips:
                 fees = replace(fees, tip=fees.tip + spec.agent_id)
             self.agents.append(Agent(spec, Wallet(account, config.chain_id), policy, fees))
+        self._agent_by_address = {a.wallet.address: a for a in self.agents}
+        self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: list[PublicContribution] = []
         self.records: list[LedgerRecord] = []
@@ -248,6 +251,7 @@ class ShardCore:
             block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=self.config.block_time,
             mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
             in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
+            load=block.load,
         )
 
     # Free calls, each made once per tick however many agents ask (futures shared through the cache).
@@ -367,6 +371,7 @@ class ShardCore:
         )
         self.records.append(record)
         self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target)
+        self._meta[tx.hash_hex] = (c, (data, value, gas), target)
         self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
         agent.in_flight += 1
         report.sent += 1
@@ -521,11 +526,15 @@ class ShardCore:
                                    report=report, nonce=r.nonce, replaces=p, fees=stance))
         await asyncio.gather(*jobs)
 
-    async def _check_stale(self, current: int, *, force: bool = False) -> None:
-        """Look up transactions unseen for too long: gone from the node means dropped."""
+    async def _check_stale(self, current: int, *, force: bool = False, only: list[str] | None = None) -> None:
+        """Look up transactions unseen for too long (or those in `only`): gone from the node means
+        dropped."""
         assert self.rpc is not None
-        stale = [h for h, p in self.pending.items()
-                 if force or current - p.record.submitted_block >= self.config.drop_after_blocks]
+        if only is not None:
+            stale = [h for h in only if h in self.pending]
+        else:
+            stale = [h for h, p in self.pending.items()
+                     if force or current - p.record.submitted_block >= self.config.drop_after_blocks]
         if not stale:
             return
         found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in stale),
@@ -545,6 +554,46 @@ class ShardCore:
             elif force:
                 self._finish(h, TxStatus.DROPPED, reason="still pending when the run ended")
                 p.agent.wallet.invalidate_nonce()
+
+    async def notify_dropped(self, hashes: list[str], block: BlockInfo) -> int:
+        """The orchestrator removed these transactions from the node's pool (chaos): settle ours at
+        once, and resync the senders' nonces before they send again."""
+        ours = [h for h in hashes if h in self.pending]
+        for h in ours:
+            p = self.pending[h]
+            self._finish(h, TxStatus.DROPPED, reason="dropped from the pool (chaos)")
+            p.agent.wallet.invalidate_nonce()
+        return len(ours)
+
+    async def notify_reorg(self, first_replaced: int) -> int:
+        """Blocks from `first_replaced` on were replaced. Outcomes read from them no longer hold:
+        those transactions become pending again and are looked up at once (a reorg drops them from
+        anvil, so most end `dropped` and their senders resync their nonces)."""
+        undone: list[str] = []
+        for r in self.records:
+            if r.included_block < first_replaced or r.status not in (TxStatus.INCLUDED, TxStatus.REVERTED):
+                continue
+            agent = self._agent_by_address[r.sender]
+            if r.status is TxStatus.INCLUDED:
+                agent.spent -= r.value - r.received
+            agent.spent -= r.gas_used * r.effective_gas_price
+            r.status, r.included_block, r.included_time, r.gas_used = TxStatus.PENDING, -1, -1, 0
+            r.effective_gas_price, r.deposit, r.received, r.reason = 0, 0, 0, ""
+            r.included_wall = float("nan")
+            agent.in_flight += 1
+            c, raw_args, target = self._meta[r.tx_hash]
+            if c is not None and r.action == "add":
+                c.state, c.added_time, c.deposit = ContributionState.SUBMITTED, -1, 0
+            elif c is not None and r.action == "refund":
+                c.state, c.refunded = ContributionState.REFUND_SENT, 0
+            self.pending[r.tx_hash] = _Pending(r, agent, c, raw_args, target)
+            self.by_nonce.setdefault((r.sender, r.nonce), []).append(r.tx_hash)
+            undone.append(r.tx_hash)
+        self.public = [c for c in self.public if c.block < first_replaced]
+        self.last_block = min(self.last_block, first_replaced - 1)
+        if undone:
+            await self._check_stale(first_replaced, only=undone)
+        return len(undone)
 
     async def _resync_nonces(self, force: bool = False) -> None:
         assert self.rpc is not None

@@ -48,6 +48,16 @@ class ChainMonitor:
         self.last = -1
         self._parent: tuple[int, int, int] | None = None  # base fee, gas used, gas limit
         self.has_txpool = True
+        self.reorged: list[BlockRecord] = []
+
+    def rewind(self, first_replaced: int) -> None:
+        """After a reorg: forget the replaced blocks (kept aside as `reorged`) and read them again."""
+        keep = [r for r in self.records if r.number < first_replaced]
+        self.reorged.extend(r for r in self.records if r.number >= first_replaced)
+        self.records = keep
+        self.last = first_replaced - 1
+        parent = keep[-1] if keep else None
+        self._parent = (parent.base_fee, parent.gas_used, parent.gas_limit) if parent else None
 
     async def read(self, upto: int) -> list[BlockRecord]:
         """Record every block after the last one recorded, up to `upto`."""

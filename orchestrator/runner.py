@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ class RunState:
     reverted: int = 0
     dropped: int = 0
     warps: list[dict[str, int]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # chaos, with their blocks
     tick_errors: list[str] = field(default_factory=list)
     driver_cpu_s: float = 0.0
     shard_stats: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +118,10 @@ class Run:
         self._stop_requested = False
         self._started_ray = False
         self._head_seen_at = time.monotonic()
+        self._pause_left = 0
+        self._jitter = 0
+        self._chaos_rng = np.random.default_rng([scenario.seed, 0xC4A05])
+        self.block_time = scenario.chain.block_time
         self.driven = scenario.chain.mining == "driven" and not scenario.chain.rpc_url
 
     # ---- entry point ------------------------------------------------------------------------
@@ -370,8 +375,10 @@ class Run:
         assert self.client is not None and self.monitor is not None and self.evaluator is not None
         sc = self.scenario
         driven = self.driven
-        block_time = sc.chain.block_time
+        self.block_time = sc.chain.block_time
         every = sc.evaluation.every
+        chaos = sorted(sc.schedule.chaos, key=lambda e: e.at)
+        phases = sorted(sc.schedule.phases, key=lambda p: p.at)
         head = await self._latest()
         self.state.start_block = head.number
         await self.monitor.read(head.number)
@@ -385,8 +392,15 @@ class Run:
         loop_cpu0 = time.process_time()
         with _Progress(self.show_progress, sc.schedule.duration) as bar:
             while True:
+                offset = head.number - self.state.start_block
+                load = next((p.load for p in reversed(phases) if p.at <= offset), 1.0)
+                head = replace(head, load=load)
                 reports: list[TickReport] = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
                 self._absorb(reports)
+                # After the agents sent this block's transactions, before the next block: a dropped
+                # transaction is one that was really pending, a fee shock hits the next block.
+                while acting and chaos and chaos[0].at <= offset:
+                    await self._apply_chaos(chaos.pop(0), head)
                 if head.number - last_eval >= every:
                     rec = await self.evaluator.evaluate(head.number, head.timestamp)
                     last_eval = head.number
@@ -399,7 +413,7 @@ class Run:
                     self.state.ended_because = ("interrupted" if self._stop_requested else
                                                 "wall-time limit" if time.monotonic() > deadline else "duration")
                     await asyncio.gather(*(s.stop_acting.remote() for s in self.shards))
-                if acting and all(r.finished for r in reports):
+                if acting and all(r.finished for r in reports) and not chaos and self._pause_left == 0:
                     self.state.ended_because = "all agents finished"
                     break
                 if not acting:
@@ -407,9 +421,21 @@ class Run:
                     if in_flight == 0 or drain_left <= 0 or (self._stop_requested and drain_left < DRAIN_BLOCKS - 5):
                         break
 
+                if self._pause_left > 0:
+                    # Mining is paused: agents keep seeing the same head; time passes on the wall only.
+                    self._pause_left -= 1
+                    if self._pause_left == 0:
+                        await self._resume_mining(head)
+                    if not driven:
+                        await asyncio.sleep(self.block_time)
+                    continue
+                block_time = self.block_time
                 warp_to = self._warp_target(reports, head, block_time) if acting else None
                 if driven:
-                    target = warp_to if warp_to is not None else head.timestamp + block_time
+                    step = block_time
+                    if self._jitter:
+                        step = max(1, block_time + int(self._chaos_rng.integers(-self._jitter, self._jitter + 1)))
+                    target = warp_to if warp_to is not None else head.timestamp + step
                     await mine(self.client, target)
                 elif warp_to is not None:
                     await self.client.call("evm_increaseTime", warp_to - head.timestamp - block_time)
@@ -423,6 +449,66 @@ class Run:
         self.state.last_block = head.number
         if head.number != last_eval:
             await self.evaluator.evaluate(head.number, head.timestamp)
+
+    async def _apply_chaos(self, ev: Any, head: BlockInfo) -> None:
+        """Do one chaos event to the node now, and record it with its block."""
+        assert self.client is not None
+        record: dict[str, Any] = {"block": head.number, "offset": head.number - self.state.start_block,
+                                  "event": ev.event, "wall": time.time()}
+        if ev.event == "base_fee_shock":
+            target = int(head.base_fee * ev.factor)
+            await self.client.call("anvil_setNextBlockBaseFeePerGas", hex(target))
+            record.update(factor=ev.factor, base_fee=target)
+        elif ev.event == "gas_limit":
+            await self.client.call("evm_setBlockGasLimit", hex(ev.gas_limit))
+            record.update(gas_limit=ev.gas_limit)
+        elif ev.event == "pause_mining":
+            if not self.driven:
+                await set_mining(self.client, "driven")
+            self._pause_left = ev.blocks
+            record.update(blocks=ev.blocks)
+        elif ev.event == "block_time":
+            self.block_time = ev.block_time
+            self._jitter = ev.jitter or 0
+            if not self.driven and self._pause_left == 0:
+                await set_mining(self.client, "interval", ev.block_time)
+            record.update(block_time=ev.block_time, jitter=self._jitter)
+        elif ev.event == "drop_pending":
+            hashes = await self._pool_hashes()
+            chosen = [h for h in hashes if self._chaos_rng.random() < ev.share]
+            dropped: list[str] = []
+            if chosen:
+                # anvil refuses (null) transactions it cannot run yet, e.g. fee caps under the base fee.
+                await self.client.batch([("anvil_dropTransaction", [h]) for h in chosen])
+                # anvil also drops a sender's later transactions (they could never run): the set
+                # removed is what left the pool and is unknown to the node now (not mined meanwhile).
+                gone = sorted(set(hashes) - set(await self._pool_hashes()))
+                found = await self.client.batch([("eth_getTransactionByHash", [h]) for h in gone]) if gone else []
+                dropped = [h for h, tx in zip(gone, found) if tx is None]
+                await asyncio.gather(*(s.notify_dropped.remote(dropped, head) for s in self.shards))
+            record.update(share=ev.share, pool=len(hashes), chosen=len(chosen), dropped=len(dropped))
+        elif ev.event == "reorg":
+            await self.client.call("anvil_reorg", ev.blocks, [])
+            reorged_from = head.number - ev.blocks + 1
+            await asyncio.gather(*(s.notify_reorg.remote(reorged_from) for s in self.shards))
+            assert self.monitor is not None
+            self.monitor.rewind(reorged_from)
+            record.update(depth=ev.blocks, first_replaced_block=reorged_from)
+        self.state.events.append(record)
+        log.info("chaos", **{("chaos" if k == "event" else k): v for k, v in record.items() if k != "wall"})
+
+    async def _pool_hashes(self) -> list[str]:
+        assert self.client is not None
+        content = await self.client.call("txpool_content")
+        return sorted(tx["hash"] for part in ("pending", "queued")
+                      for by_nonce in (content.get(part) or {}).values() for tx in by_nonce.values())
+
+    async def _resume_mining(self, head: BlockInfo) -> None:
+        assert self.client is not None
+        if not self.driven:
+            await set_mining(self.client, "interval", self.block_time)
+        self.state.events.append({"block": head.number, "offset": head.number - self.state.start_block,
+                                  "event": "resume_mining", "wall": time.time()})
 
     def _warp_target(self, reports: list[TickReport], head: BlockInfo, block_time: int) -> int | None:
         if any(r.next_wake is None or r.in_flight for r in reports):
@@ -438,7 +524,7 @@ class Run:
         assert self.client is not None
         if self.scenario.chain.mining == "interval" or self.node is None:
             seen = self._head_seen_at
-            nap = seen + 0.85 * self.scenario.chain.block_time - time.monotonic()
+            nap = seen + 0.85 * self.block_time - time.monotonic()
             if nap > 0:
                 await asyncio.sleep(nap)
         while True:

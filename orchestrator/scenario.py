@@ -290,11 +290,45 @@ class AgentGroup(_Strict):
         return self
 
 
+CHAOS_EVENTS = ("base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg")
+
+
+class Phase(_Strict):
+    """From block `at` (counted from the start of the run) every arrival rate is multiplied by `load`."""
+
+    at: Blocks = Field(ge=0, description="block offset from the start of the run")
+    load: float = Field(ge=0, description="multiplier of every group's arrival rate from here on")
+
+
+class ChaosEvent(_Strict):
+    """Something done to the chain at block `at` (offset from the start of the run)."""
+
+    at: Blocks = Field(ge=0, description="block offset from the start of the run")
+    event: Literal["base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg"]
+    factor: float | None = Field(None, gt=0, description="base_fee_shock: multiply the next base fee by this")
+    gas_limit: Gas | None = Field(None, ge=100_000, description="gas_limit: the new block gas limit")
+    blocks: int | None = Field(None, ge=1, le=10_000,
+                               description="pause_mining: blocks' worth of time without mining; reorg: depth")
+    block_time: DurationS | None = Field(None, ge=1, description="block_time: the new block time")
+    jitter: DurationS | None = Field(None, ge=0, description="block_time: +- seconds per block (driven only)")
+    share: float | None = Field(None, gt=0, le=1, description="drop_pending: share of pending transactions")
+
+    @model_validator(mode="after")
+    def _required(self) -> ChaosEvent:
+        need = {"base_fee_shock": "factor", "gas_limit": "gas_limit", "pause_mining": "blocks",
+                "block_time": "block_time", "drop_pending": "share", "reorg": "blocks"}[self.event]
+        if getattr(self, need) is None:
+            raise ValueError(f"event {self.event!r} needs the field {need!r}")
+        return self
+
+
 class ScheduleConfig(_Strict):
     duration: Blocks = Field(ge=1, description="length of the run in blocks")
     max_wall_time: DurationS | None = Field(
         None, ge=1, description="stop early after this much real time"
     )
+    phases: list[Phase] = Field(default_factory=list, description="load changes over the run")
+    chaos: list[ChaosEvent] = Field(default_factory=list, description="chain chaos events")
 
 
 class EvaluationConfig(_Strict):
@@ -324,6 +358,20 @@ class Scenario(_Strict):
     schedule: ScheduleConfig
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+
+    @model_validator(mode="after")
+    def _chaos_needs_anvil(self) -> Scenario:
+        primitives = {"base_fee_shock": "anvil_setNextBlockBaseFeePerGas", "gas_limit": "evm_setBlockGasLimit",
+                      "pause_mining": "evm_setIntervalMining", "block_time": "evm_setIntervalMining",
+                      "drop_pending": "anvil_dropTransaction", "reorg": "anvil_reorg"}
+        for ev in self.schedule.chaos:
+            if self.chain.rpc_url:
+                raise ValueError(
+                    f"schedule.chaos: event {ev.event!r} needs {primitives[ev.event]}, which only a node this "
+                    "run manages (anvil) offers; remove chain.rpc_url or the chaos events")
+            if ev.jitter and self.chain.mining != "driven":
+                raise ValueError("schedule.chaos: block_time jitter needs chain.mining: driven")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -133,6 +133,7 @@ def build_summary(
             "blocks": len(run_blocks),
             "chain_time_s": (run_blocks[-1].timestamp - run_blocks[0].timestamp) if len(run_blocks) > 1 else 0,
             "time_warps": state.get("warps", []),
+            "chaos_events": state.get("events", []),
             "gas_used_share": (sum(b.gas_used for b in run_blocks) / sum(b.gas_limit for b in run_blocks))
             if run_blocks else None,
         },

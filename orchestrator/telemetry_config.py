@@ -19,8 +19,9 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
 class _Strict(BaseModel):
-    # the same conventions as the scenario schema: unknown keys and loose types are errors
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    # the same conventions as the scenario schema: unknown keys and loose types are errors;
+    # a rejected URL may carry a password: keep inputs out of the error text
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, hide_input_in_errors=True)
 
 
 class TLSConfig(_Strict):

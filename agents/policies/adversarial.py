@@ -100,10 +100,10 @@ class AdversarialPolicy(Policy):
             return []
         value = obs.mechanism.max_deposit
         if self.attack == "label_flip":
-            n = self.arrivals.draw(obs.time, obs.block_time, self.rng)
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
             return [AddData(Sample(s.data, 1 - s.label), value) for s in self._next_samples(obs, min(n, budget))]
         if self.attack == "targeted":
-            n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng), budget)
+            n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load), budget)
             target = int(self.params["target_class"])
             out: list[Action] = []
             while len(out) < n and self._next < len(self.samples):

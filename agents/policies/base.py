@@ -118,6 +118,7 @@ class Observation:
     num_valid: int | None = None
     total_good: int | None = None
     pool_pending: int | None = None
+    load: float = 1.0  # the current phase's multiplier of arrival rates
 
     # Kept for policies written against the first interface.
     @property

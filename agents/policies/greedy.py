@@ -163,7 +163,7 @@ class GreedyPolicy(Policy):
             deposit = obs.deposit_now()
             cap = self.params["max_deposit"]
             agrees = obs.predictions.get(s.data) == s.label
-            if self.arrivals.draw(obs.time, obs.block_time, self.rng) > 0:
+            if self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load) > 0:
                 if not agrees:
                     self._next += 1  # a sample the model rejects would likely lose its deposit: skip it
                 elif (cap is None or deposit <= int(cap)) and self.contribution_ev(obs, deposit, agrees) > 0:

@@ -112,7 +112,7 @@ class HonestPolicy(Policy):
                     actions.append(Report(c))
                     budget -= 1
         if self._next < len(self.samples) and budget > 0:
-            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng)
+            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
             for _ in range(min(arrivals, budget, len(self.samples) - self._next)):
                 s = self.samples[self._next]
                 self._next += 1

@@ -75,7 +75,7 @@ class KarmaSeekerPolicy(Policy):
         w = Wants()
         if self._next < len(self.samples):
             # Ask about the next few samples and their variants: the label will be the model's own.
-            n = self.arrivals.draw(obs.time, obs.block_time, self.rng)
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
             for s in self.samples[self._next:self._next + n]:
                 self._queue.extend(self._variants(s.data))
             self._next += n
