@@ -10,6 +10,7 @@ in one jump). Whatever happens, the node is stopped and the results folder is wr
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
@@ -95,8 +96,10 @@ class RunState:
 
 class Run:
     def __init__(self, scenario: Scenario, *, results_root: Path | None = None, run_id: str | None = None,
-                 progress: bool | None = None, source: str | None = None):
+                 progress: bool | None = None, source: str | None = None, honest_only: bool = False):
         self.scenario = scenario
+        self.honest_only = honest_only  # the counterfactual: same seed, same honest agents, nobody else
+        self.baseline_dir: Path | None = None
         self.source = source
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.run_id = run_id or f"{scenario.name}-{stamp}-s{scenario.seed}"
@@ -129,6 +132,10 @@ class Run:
     def execute(self) -> Path:
         """Run to completion (or interruption) and write the results folder. Returns its path."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        sc = self.scenario
+        if (sc.evaluation.baseline == "counterfactual" and not self.honest_only
+                and any(g.policy != "honest" for g in sc.agents)):
+            self._run_baseline()
         logs.configure(self.run_dir / "run.log.jsonl", console=True)
         previous = signal.getsignal(signal.SIGINT)
         try:
@@ -137,6 +144,18 @@ class Run:
             signal.signal(signal.SIGINT, previous)
             logs.close()
         return self.run_dir
+
+    def _run_baseline(self) -> None:
+        """The honest-only counterfactual, in `baseline/` of this run's folder: corruption is the drop
+        of this run's accuracy below it."""
+        import ray
+
+        if not ray.is_initialized():  # one Ray for both runs
+            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, configure_logging=False)
+            self._started_ray = True
+        base = Run(self.scenario, results_root=self.run_dir, run_id="baseline", progress=self.show_progress,
+                   source=self.source, honest_only=True)
+        self.baseline_dir = base.execute()
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -274,6 +293,10 @@ class Run:
                 specs.append(AgentSpec(agent_id, group, g.policy, params, samples))
                 self.agent_groups[agent_id] = group
                 agent_id += 1
+        if self.honest_only:
+            specs = [s for s in specs if s.policy == "honest"]
+            if not specs:
+                raise RunError("the counterfactual baseline needs at least one honest group")
         return specs
 
     async def _start_shards(self, url: str, chain_id: int, specs: list[AgentSpec]) -> list[Any]:
@@ -313,6 +336,7 @@ class Run:
         assert self.client is not None
         amounts = {}
         by_group = {(g.name or g.policy): g.funding for g in self.scenario.agents}
+        specs = [s for s in specs if s.group in by_group]
         # addresses come back shard by shard; map them through the shards' own order
         ordered_specs = [s for i in range(len(self.shards)) for s in specs[i::len(self.shards)]]
         for spec, addr in zip(ordered_specs, addresses):
@@ -593,13 +617,25 @@ class Run:
                 scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
                 node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
-                accounts=self.accounts,
+                accounts=self.accounts, baseline=self._baseline_records(),
             )
             write_json(self.run_dir / "summary.json", summary)
             log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))
         except Exception:
             log.exception("could not write results")
             raise
+
+    def _baseline_records(self) -> list[dict[str, Any]] | None:
+        if self.baseline_dir is None or not (self.baseline_dir / "accuracy.parquet").exists():
+            return None
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.baseline_dir / "accuracy.parquet").to_pylist()
+        summary_path = self.baseline_dir / "summary.json"
+        start = json.loads(summary_path.read_text())["chain"]["start_block"] if summary_path.exists() else 0
+        for row in table:
+            row["offset"] = row["block"] - start
+        return table
 
     async def _teardown(self) -> None:
         for s in self.shards:

@@ -339,6 +339,12 @@ class EvaluationConfig(_Strict):
     spot_checks: int = Field(
         5, ge=0, description="samples also predicted by the contract itself"
     )
+    baseline: Literal["none", "counterfactual"] = Field(
+        "none", description="counterfactual: first run the same scenario and seed with the honest groups only"
+    )
+    corruption_threshold: float = Field(
+        0.05, gt=0, lt=1, description="accuracy drop against the baseline that counts as corrupted"
+    )
 
 
 class OutputsConfig(_Strict):

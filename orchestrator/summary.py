@@ -45,6 +45,7 @@ def build_summary(
     node_url: str | None,
     managed_node: bool,
     accounts: Sequence[AgentAccount] = (),
+    baseline: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     n = len(ledger.get("tx_hash", []))
     col = {k: list(v) for k, v in ledger.items()}
@@ -141,6 +142,8 @@ def build_summary(
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
                      "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
         "incentives": by_group(accounts),
+        "corruption": corruption(models, baseline, state.get("start_block", 0),
+                                 scenario.evaluation.corruption_threshold, accounts),
         "reconciliation": {
             "agents": len(accounts),
             "reconciled": sum(a.reconciled for a in accounts),
@@ -173,3 +176,44 @@ def latency_by_group(col: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, An
             out[g][f"blocks_{name}"] = _pct(blocks[g], q)
             out[g][f"wall_s_{name}"] = _pct(wall[g], q)
     return out
+
+
+def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, Any]] | None, start_block: int,
+               threshold: float, accounts: Sequence[AgentAccount]) -> dict[str, Any] | None:
+    """Accuracy drop of this run below the honest-only counterfactual, matched by block offset from
+    the start of each run (the nearest baseline sample at or before each offset)."""
+    if not baseline or not models:
+        return None
+    base = sorted(baseline, key=lambda r: r["offset"])
+
+    def base_at(offset: int) -> Mapping[str, Any]:
+        best = base[0]
+        for r in base:
+            if r["offset"] <= offset:
+                best = r
+        return best
+
+    drops = []
+    first_over = None
+    for m in models:
+        off = m.block - start_block
+        b = base_at(off)
+        d = b["accuracy"] - m.accuracy
+        drops.append(d)
+        if first_over is None and d > threshold:
+            first_over = {"block_offset": off, "block": m.block}
+    final = drops[-1]
+    attackers = [a for a in accounts if a.policy not in ("honest",)]
+    spent = -sum(a.net for a in attackers)
+    return {
+        "baseline_accuracy_end": base[-1]["accuracy"],
+        "accuracy_end": models[-1].accuracy,
+        "drop_end": final,
+        "drop_max": max(drops),
+        "threshold": threshold,
+        "first_over_threshold": first_over,
+        "per_class_end": {"run": [models[-1].accuracy_class0, models[-1].accuracy_class1],
+                          "baseline": [base[-1]["accuracy_class0"], base[-1]["accuracy_class1"]]},
+        "attacker_net_spent_ether": spent / 1e18,
+        "attacker_cost_per_accuracy_point_ether": (spent / 1e18) / (final * 100) if final > 0 else None,
+    }

@@ -208,6 +208,14 @@ class Telemetry:
         connection. Raises only for configuration errors (a named credentials variable unset)."""
         if not self.enabled or self._started:
             return
+        if not self.config.embedded:
+            assert self._endpoint is not None
+            # fail now, before the run, if a named variable is missing or a TLS file unreadable
+            try:
+                client_options(self._endpoint, username_env=self.config.username_env,
+                               password_env=self.config.password_env, tls=self.config.tls)
+            except (OSError, ssl.SSLError) as e:
+                raise TelemetryError(f"telemetry TLS files: {e}") from None
         self._started = True
         if self.config.embedded:
             self.broker = EmbeddedBroker(self.config.embedded_mode)
@@ -218,16 +226,12 @@ class Telemetry:
                 self.broker = None
                 self.enabled = False
                 return
-        else:
-            assert self._endpoint is not None
-            # fail now, before the run, if a named variable is missing
-            read_credentials(self._endpoint, self.config.username_env, self.config.password_env)
         self._conn_task = asyncio.create_task(self._connection_loop(), name=f"telemetry-{self.run_id}")
         if self.config.connect_wait_s > 0:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._first_connection.wait(), self.config.connect_wait_s)
         self._write_endpoint(live=True)
-        log.info("telemetry", broker=self.url, topics=f"{self.base}/#", connected=self._connected,
+        log.info("telemetry started", broker=self.url, topics=f"{self.base}/#", connected=self._connected,
                  embedded=self.broker is not None)
 
     async def stop(self) -> dict[str, Any]:
@@ -245,7 +249,7 @@ class Telemetry:
                 await asyncio.wait_for(asyncio.shield(self._conn_task), 5)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001
                 self._conn_task.cancel()
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._conn_task
             self._conn_task = None
         self._drop_queue()
@@ -291,12 +295,12 @@ class Telemetry:
             if self._last_block is not None and 0 <= number - self._last_block < every:
                 return
             self._last_block = number
-        self._put("blocks", record)
+        self._put("blocks", record, retain=self.config.retain_latest)
 
     def accuracy(self, record: Any) -> None:
         """One accuracy sample (a dict or the evaluator's ModelRecord)."""
         if self.enabled:
-            self._put("accuracy", record)
+            self._put("accuracy", record, retain=self.config.retain_latest)
 
     def counters(self, per_policy: dict[str, dict[str, Any]], *, block: int | None = None) -> None:
         """Transaction counters per policy (one message per policy), one call in every publish_every_blocks."""
@@ -309,7 +313,7 @@ class Telemetry:
             payload = {"policy": policy, **values}
             if block is not None:
                 payload.setdefault("block", block)
-            self._put(f"counters/{topic_level(policy)}", payload)
+            self._put(f"counters/{topic_level(policy)}", payload, retain=self.config.retain_latest)
 
     def event(self, kind: str, **fields: Any) -> None:
         """A run event (phase change, chaos event, pause, warning, ...)."""

@@ -91,6 +91,8 @@ class TelemetryConfig(_Strict):
     queue_limit: int = Field(10_000, ge=1, description="messages waiting for the broker; beyond, new ones are "
                                                        "dropped and counted")
     topic_prefix: str = Field("dcai", description="topics are <topic_prefix>/<run-id>/...")
+    retain_latest: bool = Field(True, description="retain the latest block, accuracy and counters too (not only the "
+                                                  "status), so a watcher that joins late sees them at once")
     embedded_mode: Literal["subprocess", "inprocess"] = Field(
         "subprocess", description="run the embedded broker in a child process (default) or on the run loop")
     reconnect_min_s: float = Field(0.2, gt=0, le=60, description="first back-off after a lost connection")

@@ -30,7 +30,7 @@ from .telemetry_config import TLSConfig, parse_broker_url
 
 FINAL_STATES = ("completed", "interrupted", "failed")
 EVENTS_SHOWN = 8
-ONCE_SETTLE_S = 0.3  # --once: how long to keep reading after the first block before printing
+SETTLE_S = 0.3  # once done, read this much longer: what was published or retained with it comes in too
 
 
 @dataclass
@@ -75,6 +75,8 @@ class WatchState:
             return None
         if self.fixed_run is not None and run_id != self.fixed_run:
             return None
+        if not payload:
+            return None  # an empty retained message clears a topic
         try:
             data = json.loads(payload)
         except ValueError:
@@ -263,7 +265,7 @@ async def watch(url: str, run_id: str | None = None, *, prefix: str = "dcai", us
     """Subscribe to a run's topics (or the newest run under `prefix`) and show them.
 
     Live mode (a rich view) ends when the run reaches a final state, at `timeout`, or on Ctrl-C.
-    `once=True` prints one plain-text snapshot shortly (`ONCE_SETTLE_S`) after the first block record
+    `once=True` prints one plain-text snapshot shortly (`SETTLE_S`) after the first block record
     has arrived, so the messages published with it are in too (or at `timeout`), and returns 0 if a
     block was seen, 1 otherwise.
     """
@@ -328,33 +330,39 @@ async def watch(url: str, run_id: str | None = None, *, prefix: str = "dcai", us
 
 async def _consume(client: aiomqtt.Client, state: WatchState, *, once: bool, deadline: float | None,
                    refresh: Any) -> bool:
-    """Read messages until done (True) or the deadline (False). Disconnection raises MqttError."""
+    """Read messages until done (True) or the deadline (False). Disconnection raises MqttError.
+
+    Done: in once mode when a block record is in; in live mode when the shown run has ended (a run
+    given by id, or one seen live). Either way reading goes on for SETTLE_S more, so the messages
+    published (or retained) together with that one are shown too.
+    """
     messages = client.messages.__aiter__()
-    settled = False  # once mode: the first block is in, reading on until the settle deadline
+    finishing = False
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-            return settled
+            return finishing
         try:
             message = await asyncio.wait_for(messages.__anext__(), remaining)
         except asyncio.TimeoutError:
-            return settled
-        payload = message.payload if isinstance(message.payload, (bytes, bytearray)) else str(message.payload).encode()
+            return finishing
+        payload = message.payload if isinstance(message.payload, (bytes, bytearray)) else str(message.payload or "").encode()
         view = state.handle(message.topic.value, bytes(payload), retained=bool(message.retain))
         if view is None:
             continue
         if refresh is not None:
             refresh()
         current = state.current()
-        if current is None:
+        if current is None or finishing:
             continue
-        if once and current.block is not None:
-            settle = time.monotonic() + ONCE_SETTLE_S
+        if once:
+            done = current.block is not None
+        else:
+            done = current.finished and (current.live_messages > 0 or state.fixed_run is not None)
+        if done:
+            finishing = True
+            settle = time.monotonic() + SETTLE_S
             deadline = settle if deadline is None else min(deadline, settle)
-            once = False  # from here on: read until the (new) deadline, then report done
-            settled = True
-        if not once and not settled and current.finished and current.live_messages:
-            return True
 
 
 async def send_control(url: str, run_id: str, command: str, *, prefix: str = "dcai", username_env: str | None = None,

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from contracts.units import parse_wei
+
 from ..arrivals import Arrivals
 from .base import (
+    FINISHED,
     Action,
     AddData,
     ContributionState,
@@ -57,7 +60,7 @@ class AdversarialPolicy(Policy):
         self.attack = str(p["attack"])
         if self.attack not in ATTACKS:
             raise PolicyError(f"adversarial: unknown attack {self.attack!r}; expected one of {ATTACKS}")
-        self.budget = int(p["budget"])
+        self.budget = parse_wei(p["budget"])
         self.max_in_flight = int(p["max_in_flight"])
         self.arrivals = Arrivals.from_params(p)
         self._next = 0
@@ -120,7 +123,7 @@ class AdversarialPolicy(Policy):
             if (obs.pool_pending or 0) > 0:
                 s = self._next_samples(obs, 1)
                 if s:
-                    return [AddData(s[0], value, tip=int(self.params["front_run_tip"]))]
+                    return [AddData(s[0], value, tip=parse_wei(self.params["front_run_tip"]))]
             return []
         return self._grief(obs, budget, value)
 
@@ -155,3 +158,12 @@ class AdversarialPolicy(Policy):
                 actions.append(Report(c))
                 budget -= 1
         return actions
+
+    def next_wake(self, obs: Observation) -> int | None:
+        """Done once its budget is spent; the sample-driven attacks are done when their samples are;
+        spam and grief act every block until then."""
+        if self.exhausted(obs) and not obs.in_flight:
+            return FINISHED
+        if self.attack in ("label_flip", "targeted", "front_run"):
+            return FINISHED if self._next >= len(self.samples) and not obs.in_flight else None
+        return None

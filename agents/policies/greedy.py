@@ -25,8 +25,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from contracts.units import parse_wei
+
 from ..arrivals import Arrivals
 from .base import (
+    FINISHED,
     Action,
     AddData,
     ContributionState,
@@ -60,6 +63,9 @@ class GreedyPolicy(Policy):
         self.p_agree = float(p["p_agree"])
         self.max_in_flight = int(p["max_in_flight"])
         self.arrivals = Arrivals.from_params(p)
+        for k in ("value_per_valid", "max_deposit", "max_tip", "base_tip", "min_profit"):
+            if self.params[k] is not None:
+                self.params[k] = parse_wei(self.params[k])
         self._next = 0
         self._claimed: set[tuple[str, int, int, tuple[int, ...]]] = set()
 
@@ -171,3 +177,24 @@ class GreedyPolicy(Policy):
                     # Send the price seen plus a margin for adds landing first in the block.
                     actions.append(AddData(s, value=obs.mechanism.max_deposit))
         return actions
+
+    def next_wake(self, obs: Observation) -> int | None:
+        """Every block while it has samples to place; otherwise the next moment a claim window opens
+        on a contribution it has not claimed (its own refund wait, others' refund wait, the
+        any-address window), so idle days can be skipped."""
+        if self._next < len(self.samples) or obs.in_flight:
+            return None
+        m = obs.mechanism
+        moments = []
+        for c in obs.contributions:
+            if c.state is ContributionState.ADDED and c.deposit > 0:
+                moments.append(c.added_time + m.refund_wait)
+        for c in obs.public:
+            if c.key in self._claimed or c.deposit == 0:
+                continue
+            moments.append(c.added_time + m.any_address_claim_wait)
+            if c.author != obs.address:
+                moments.append(c.added_time + m.refund_wait)
+        # What is claimable now was weighed this block; look again when the next window opens.
+        future = [t for t in moments if t > obs.time]
+        return min(future) if future else FINISHED

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from contracts.units import parse_duration_s
+
 from ..arrivals import Arrivals
 from .base import (
     FINISHED,
@@ -48,8 +50,8 @@ class HonestPolicy(Policy):
         super().__init__(ctx)
         p = self.params
         self.mistake_rate = float(p["mistake_rate"])
-        self.recheck_s = int(p["recheck_s"])
-        self.give_up_s = int(p["give_up_s"])
+        self.recheck_s = parse_duration_s(p["recheck_s"])
+        self.give_up_s = parse_duration_s(p["give_up_s"])
         self.max_in_flight = int(p["max_in_flight"])
         self.report = bool(p["report"])
         self.arrivals = Arrivals.from_params(p)
