@@ -49,6 +49,9 @@ from .training import train_sparse_perceptron
 
 log = structlog.get_logger("dcai.run")
 
+CONTRIBUTION_COLUMNS = ["block", "tx_index", "log_index", "tx_hash", "author", "label", "added_time", "deposit",
+                        "data"]
+
 DRAIN_BLOCKS = 60  # after the schedule ends, blocks allowed for in-flight transactions to settle
 MIN_WARP_BLOCKS = 10  # skip idle chain time only when the gap is worth this many blocks
 DRIVEN_GENESIS = 1_700_000_000  # chain time of block 0 in driven runs: the same every run
@@ -118,6 +121,7 @@ class Run:
         self.funding: dict[str, int] = {}
         self.start_balances: dict[str, int] = {}
         self.accounts: list[AgentAccount] = []
+        self.contributions: dict[str, list[Any]] = {name: [] for name in CONTRIBUTION_COLUMNS}
         self._stop_requested = False
         self._started_ray = False
         self._head_seen_at = time.monotonic()
@@ -600,6 +604,7 @@ class Run:
                 end = await self._balances(addresses, last)
                 points = await self._points(addresses, last)
                 self.accounts = accounts(self.ledger, agents, self.start_balances, end, points)
+            self.contributions = await self._contributions(last)
         except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
             log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
             self.state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
@@ -613,6 +618,7 @@ class Run:
             n_tx = write_table(self.run_dir / "ledger.parquet", self.ledger, LEDGER_COLUMNS)
             write_table(self.run_dir / "accuracy.parquet", rows_to_columns(models, MODEL_COLUMNS), MODEL_COLUMNS)
             write_table(self.run_dir / "agents.parquet", account_columns(self.accounts), ACCOUNT_COLUMNS)
+            write_table(self.run_dir / "contributions.parquet", self.contributions, CONTRIBUTION_COLUMNS)
             summary = build_summary(
                 scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
@@ -624,6 +630,32 @@ class Run:
         except Exception:
             log.exception("could not write results")
             raise
+
+    async def _contributions(self, last: int) -> dict[str, list[Any]]:
+        """Every contribution on chain (the public dataset the run built), from the trainer's AddData
+        events in chain order: with the initial model it replays the model at any block."""
+        cols: dict[str, list[Any]] = {name: [] for name in CONTRIBUTION_COLUMNS}
+        if self.client is None or self.system is None or last < 0:
+            return cols
+        abi = self.system.abis["CollaborativeTrainer"]
+        topic = "0x" + abi.events_by_name["AddData"].topic.hex()
+        step = 2_000
+        for start in range(self.system.block, last + 1, step):
+            logs_ = await self.client.call("eth_getLogs", {"address": self.system.trainer, "topics": [topic],
+                                                          "fromBlock": hex(start),
+                                                          "toBlock": hex(min(start + step - 1, last))})
+            for lg in logs_:
+                _, a = abi.decode_log(lg)
+                cols["block"].append(int(lg["blockNumber"], 16))
+                cols["tx_index"].append(int(lg["transactionIndex"], 16))
+                cols["log_index"].append(int(lg["logIndex"], 16))
+                cols["tx_hash"].append(lg["transactionHash"])
+                cols["author"].append(a["sender"])
+                cols["label"].append(int(a["c"]))
+                cols["added_time"].append(int(a["t"]))
+                cols["deposit"].append(int(a["cost"]))
+                cols["data"].append([int(x) for x in a["d"]])
+        return cols
 
     def _baseline_records(self) -> list[dict[str, Any]] | None:
         if self.baseline_dir is None or not (self.baseline_dir / "accuracy.parquet").exists():

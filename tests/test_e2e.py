@@ -88,6 +88,13 @@ def test_driven_run_writes_complete_results(driven_runs):
     agents = pq.read_table(run_dir / "agents.parquet").to_pydict()
     assert len(agents["address"]) == 6 and all(agents["reconciled"])
     assert summary["latency_by_group"]["honest"]["blocks_p50"] >= 1
+    # The public dataset the run built: every successful add, in chain order, with its features.
+    contrib = pq.read_table(run_dir / "contributions.parquet").to_pydict()
+    assert len(contrib["data"]) == 36 and all(len(d) > 0 for d in contrib["data"])
+    order = list(zip(contrib["block"], contrib["log_index"]))
+    assert order == sorted(order)
+    assert set(contrib["tx_hash"]) == {h for h, a, s in zip(led["tx_hash"], led["action"], led["status"])
+                                       if a == "add" and s == "included"}
 
 
 def test_driven_runs_are_reproducible(driven_runs):
