@@ -8,7 +8,7 @@ NPM_STAMP := node_modules/.installed
 SCENARIO ?= scenarios/quickstart.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean-cache
+.PHONY: setup demo test bench clean-cache
 
 setup: $(PY_STAMP) $(NPM_STAMP)
 
@@ -28,7 +28,20 @@ demo: setup
 	$(BIN)/dcai run $(SCENARIO)
 
 test: setup
+	sh tests/setup_mosquitto.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (benchmarks/README.md): web3.py comes in as the baseline. BENCH_ARGS e.g. --quick.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP) $(NPM_STAMP)
+	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf .cache

@@ -105,6 +105,7 @@ class TickReport:
     finished: bool = False
     step_ms: float = 0.0
     errors: list[str] = field(default_factory=list)
+    by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
 
 
 @dataclass
@@ -233,12 +234,21 @@ class ShardCore:
         report.dropped = after[TxStatus.DROPPED] - before[TxStatus.DROPPED]
         report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
+        report.by_group = self._group_counts()
         wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
         report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
         report.finished = report.next_wake == FINISHED and not self.pending
         report.step_ms = (time.perf_counter() - wall0) * 1000
         self.cpu_s += time.process_time() - cpu0
         return report
+
+    def _group_counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.records:
+            g = out.setdefault(r.group, {"sent": 0, **{s.value: 0 for s in TxStatus}})
+            g["sent"] += 1
+            g[r.status.value] += 1
+        return out
 
     def _status_counts(self) -> dict[TxStatus, int]:
         counts = {s: 0 for s in TxStatus}

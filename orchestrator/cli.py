@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser("schema", help="print the scenario JSON Schema (for editors)")
     s.set_defaults(func=cmd_schema)
+    from .watch import build_watch_parser
+
+    build_watch_parser(sub)
     return p
 
 

@@ -45,6 +45,7 @@ from .node import AnvilNode, NodeSettings, mine, set_mining
 from .results import merge_columns, rows_to_columns, write_json, write_table
 from .scenario import Scenario, ScenarioError, ScenarioIssue
 from .summary import build_summary
+from .telemetry import Telemetry
 from .training import train_sparse_perceptron
 
 log = structlog.get_logger("dcai.run")
@@ -89,6 +90,8 @@ class RunState:
     dropped: int = 0
     warps: list[dict[str, int]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # chaos, with their blocks
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    paused_s: float = 0.0
     tick_errors: list[str] = field(default_factory=list)
     driver_cpu_s: float = 0.0
     shard_stats: list[dict[str, Any]] = field(default_factory=list)
@@ -129,6 +132,8 @@ class Run:
         self._jitter = 0
         self._chaos_rng = np.random.default_rng([scenario.seed, 0xC4A05])
         self.block_time = scenario.chain.block_time
+        self.telemetry = Telemetry(self.run_id, scenario.telemetry, endpoint_file=self.run_dir / "telemetry.json")
+        self._resume: asyncio.Event | None = None
         self.driven = scenario.chain.mining == "driven" and not scenario.chain.rpc_url
 
     # ---- entry point ------------------------------------------------------------------------
@@ -171,6 +176,8 @@ class Run:
                 main_task.cancel()
             self._stop_requested = True
             log.warning("interrupt received: stopping after this block")
+            if self._resume is not None:
+                self._resume.set()
 
         try:
             loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -179,7 +186,16 @@ class Run:
         t0 = time.time()
         cpu0 = time.process_time()
         try:
+            sc = self.scenario
+            self._resume = asyncio.Event()
+            self._resume.set()
+            self.telemetry.on_control(self._on_control)
+            await self.telemetry.start()
+            self.telemetry.status({"state": "starting", "scenario": sc.name, "seed": sc.seed,
+                                   "started_at": time.time(), "duration_blocks": sc.schedule.duration,
+                                   "baseline": self.honest_only})
             await self._setup()
+            self.telemetry.status({"state": "running"})
             await self._loop()
             self.state.status = "interrupted" if self._stop_requested else "completed"
         except asyncio.CancelledError:
@@ -193,6 +209,9 @@ class Run:
             self.state.driver_cpu_s = time.process_time() - cpu0
             self.state.phase_times["total_s"] = time.time() - t0
             await self._collect_partial()
+            self.telemetry.status({"state": self.state.status, "error": self.state.error,
+                                   "last_block": self.state.last_block})
+            self.state.telemetry = await self.telemetry.stop()
             self._write_results()
             await self._teardown()
             try:
@@ -409,8 +428,9 @@ class Run:
         phases = sorted(sc.schedule.phases, key=lambda p: p.at)
         head = await self._latest()
         self.state.start_block = head.number
-        await self.monitor.read(head.number)
-        await self.evaluator.evaluate(head.number, head.timestamp)
+        for rec in await self.monitor.read(head.number):
+            self.telemetry.block(rec)
+        self.telemetry.accuracy(await self.evaluator.evaluate(head.number, head.timestamp))
         end_block = head.number + sc.schedule.duration
         deadline = time.monotonic() + sc.schedule.max_wall_time if sc.schedule.max_wall_time else math.inf
         acting = True
@@ -423,14 +443,21 @@ class Run:
                 offset = head.number - self.state.start_block
                 load = next((p.load for p in reversed(phases) if p.at <= offset), 1.0)
                 head = replace(head, load=load)
+                if self._resume is not None and not self._resume.is_set():
+                    paused_at = time.monotonic()
+                    await self._resume.wait()  # paused over MQTT: nothing happens, the deadline moves
+                    self.state.paused_s += time.monotonic() - paused_at
+                    deadline += time.monotonic() - paused_at
                 reports: list[TickReport] = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
                 self._absorb(reports)
+                self.telemetry.counters(self._group_counters(reports), block=head.number)
                 # After the agents sent this block's transactions, before the next block: a dropped
                 # transaction is one that was really pending, a fee shock hits the next block.
                 while acting and chaos and chaos[0].at <= offset:
                     await self._apply_chaos(chaos.pop(0), head)
                 if head.number - last_eval >= every:
                     rec = await self.evaluator.evaluate(head.number, head.timestamp)
+                    self.telemetry.accuracy(rec)
                     last_eval = head.number
                     log.debug("model evaluated", block=head.number, accuracy=rec.accuracy)
                 in_flight = sum(r.in_flight for r in reports)
@@ -441,6 +468,8 @@ class Run:
                     self.state.ended_because = ("interrupted" if self._stop_requested else
                                                 "wall-time limit" if time.monotonic() > deadline else "duration")
                     await asyncio.gather(*(s.stop_acting.remote() for s in self.shards))
+                    self.telemetry.event("acting_stopped", block=head.number, reason=self.state.ended_because)
+                    self.telemetry.status({"state": "stopping"})
                 if acting and all(r.finished for r in reports) and not chaos and self._pause_left == 0:
                     self.state.ended_because = "all agents finished"
                     break
@@ -470,13 +499,15 @@ class Run:
                 if warp_to is not None:
                     self.state.warps.append({"block": head.number, "from": head.timestamp, "to": warp_to})
                     log.info("skipping idle chain time", block=head.number, seconds=warp_to - head.timestamp)
+                    self.telemetry.event("warp", block=head.number, seconds=warp_to - head.timestamp)
                 head = await self._wait_next(head, deadline if acting else math.inf)
-                await self.monitor.read(head.number)
+                for rec in await self.monitor.read(head.number):
+                    self.telemetry.block(rec)
         self.state.loop_wall_s = time.time() - loop_t0
         self.state.loop_driver_cpu_s = time.process_time() - loop_cpu0
         self.state.last_block = head.number
         if head.number != last_eval:
-            await self.evaluator.evaluate(head.number, head.timestamp)
+            self.telemetry.accuracy(await self.evaluator.evaluate(head.number, head.timestamp))
 
     async def _apply_chaos(self, ev: Any, head: BlockInfo) -> None:
         """Do one chaos event to the node now, and record it with its block."""
@@ -523,6 +554,7 @@ class Run:
             self.monitor.rewind(reorged_from)
             record.update(depth=ev.blocks, first_replaced_block=reorged_from)
         self.state.events.append(record)
+        self.telemetry.event("chaos", **{k: v for k, v in record.items() if k != "event"}, chaos=ev.event)
         log.info("chaos", **{("chaos" if k == "event" else k): v for k, v in record.items() if k != "wall"})
 
     async def _pool_hashes(self) -> list[str]:
@@ -537,6 +569,30 @@ class Run:
             await set_mining(self.client, "interval", self.block_time)
         self.state.events.append({"block": head.number, "offset": head.number - self.state.start_block,
                                   "event": "resume_mining", "wall": time.time()})
+
+    def _group_counters(self, reports: list[TickReport]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in reports:
+            for group, counts in r.by_group.items():
+                g = out.setdefault(group, {})
+                for k, v in counts.items():
+                    g[k] = g.get(k, 0) + v
+        return out
+
+    def _on_control(self, command: str) -> None:
+        """pause / resume / stop, from the MQTT control topic."""
+        assert self._resume is not None
+        if command == "pause":
+            self._resume.clear()
+            self.telemetry.status({"state": "paused"})
+        elif command == "resume":
+            self._resume.set()
+            self.telemetry.status({"state": "running"})
+        elif command == "stop":
+            self._stop_requested = True
+            self._resume.set()
+            self.telemetry.status({"state": "stopping"})
+        log.info("control command", command=command)
 
     def _warp_target(self, reports: list[TickReport], head: BlockInfo, block_time: int) -> int | None:
         if any(r.next_wake is None or r.in_flight for r in reports):

@@ -31,6 +31,7 @@ from pydantic import (
 from yaml.error import Mark, MarkedYAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator.telemetry_config import TelemetryConfig
 from orchestrator.units import (
     ETHER,
     GWEI,
@@ -364,6 +365,8 @@ class Scenario(_Strict):
     schedule: ScheduleConfig
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
+                                       description="live MQTT telemetry and control (docs/telemetry.md)")
 
     @model_validator(mode="after")
     def _chaos_needs_anvil(self) -> Scenario:

@@ -153,6 +153,8 @@ def build_summary(
             "ok": all(a.reconciled for a in accounts) if accounts else None,
         },
         "latency_by_group": latency_by_group(col),
+        "telemetry": state.get("telemetry", {}),
+        "paused_s": state.get("paused_s", 0.0),
         "errors": state.get("tick_errors", []),
         "shards": state.get("shard_stats", []),
     }
