@@ -54,6 +54,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    from .versions import VersionError, evaluate_at, export_at
+
+    run_dir = Path(args.results_dir)
+    try:
+        result = evaluate_at(run_dir, args.at_block)
+        if args.export:
+            export_at(run_dir, args.at_block, Path(args.export))
+            result["exported"] = args.export
+    except VersionError as e:
+        print(f"dcai model: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     print(json.dumps(scenario_json_schema(), indent=2))
     return 0
@@ -74,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser("schema", help="print the scenario JSON Schema (for editors)")
     s.set_defaults(func=cmd_schema)
+    m = sub.add_parser("model", help="the model as it was at a past block of a finished run")
+    m.add_argument("results_dir")
+    m.add_argument("--at-block", type=int, required=True)
+    m.add_argument("--export", default=None, help="write the model at that block to this JSON file")
+    m.set_defaults(func=cmd_model)
     from .watch import build_watch_parser
 
     build_watch_parser(sub)

@@ -46,6 +46,7 @@ from .results import merge_columns, rows_to_columns, write_json, write_table
 from .scenario import Scenario, ScenarioError, ScenarioIssue
 from .summary import build_summary
 from .telemetry import Telemetry
+from .versions import save_initial_model
 from .training import train_sparse_perceptron
 
 log = structlog.get_logger("dcai.run")
@@ -274,6 +275,7 @@ class Run:
             gas_limit=chain.gas_limit, name=sc.name, description=sc.description, encoder="none",
         )
         self.state.phase_times["deploy_s"] = time.time() - t
+        save_initial_model(self.run_dir, model_spec)
         log.info("contracts deployed", trainer=self.system.trainer, gas=self.system.gas_used,
                  transactions=self.system.transactions)
 

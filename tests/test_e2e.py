@@ -139,3 +139,23 @@ def test_interval_run_completes(tmp_path, ray_cluster):
     assert summary["transactions"]["all_final"]
     assert summary["transactions"]["by_action"]["add"].get("included") == 36
     assert summary["throughput"]["submitted_tx_per_s"] > 0
+
+
+def test_model_at_any_block_replays_exactly(driven_runs, tmp_path):
+    """Replaying the initial model with the chain's contributions gives, at every sampled block, the
+    accuracy the evaluator measured from the chain's own state at that block."""
+    from orchestrator.versions import evaluate_at
+
+    run_dir = driven_runs[0]
+    acc = pq.read_table(run_dir / "accuracy.parquet").to_pydict()
+    for block, measured in zip(acc["block"], acc["accuracy"]):
+        assert evaluate_at(run_dir, block)["accuracy"] == measured
+    out = tmp_path / "model.json"
+    r = __import__("subprocess").run(
+        [__import__("sys").executable, "-m", "orchestrator.cli", "model", str(run_dir), "--at-block",
+         str(acc["block"][-1]), "--export", str(out)], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accuracy"] == acc["accuracy"][-1]
+    model = json.loads(out.read_text())
+    assert model["type"] == "sparse perceptron" and len(model["weights"]) == 200
