@@ -14,7 +14,7 @@ import numpy as np
 from contracts.abi import ContractABI
 from contracts.deploy import DeployedSystem
 from contracts.rpc import RpcClient
-from contracts.twins import SparsePerceptronTwin
+from contracts.twins import Twin, twin_from_chain
 
 
 @dataclass
@@ -43,10 +43,8 @@ class Evaluator:
         self.model_abi: ContractABI = system.model_abi
         self.records: list[ModelRecord] = []
 
-    async def twin_at(self, block: int) -> SparsePerceptronTwin:
-        return await SparsePerceptronTwin.from_chain(
-            self.client, self.system.model, self.model_abi, self.system.n_features, block
-        )
+    async def twin_at(self, block: int) -> Twin:
+        return await twin_from_chain(self.client, self.system, block)
 
     async def evaluate(self, block: int, timestamp: int) -> ModelRecord:
         twin = await self.twin_at(block)

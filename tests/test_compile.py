@@ -31,7 +31,7 @@ def test_first_compile_then_cache(tmp_path, compiled: CompileResult):
         assert len(art.bytecode) > 100 and len(art.deployed_bytecode) > 100
         assert any(item.get("type") == "function" for item in art.abi)
     # interfaces and abstract contracts have no bytecode and are left out
-    assert set(first.artifacts) == set(CONTRACTS)
+    assert set(first.artifacts) >= set(CONTRACTS)  # the core system; models and mechanisms join it
     assert "0.8." in first.compiler_version
     with pytest.raises(KeyError, match="no contract named"):
         first["Nope"]

@@ -6,7 +6,12 @@ import {Ownable} from "./Ownable.sol";
 /// @notice Records contributions. A contribution is keyed by
 /// keccak256(abi.encodePacked(data, label, addedTime, author)); because the key binds the label, the
 /// time and the author, none of them is stored again, and the data vector itself lives only in the
-/// trainer's AddData event. What remains fits one storage slot (the reference used about six).
+/// trainer's AddData event. What remains fits one storage slot (the reference used about six),
+/// which each handler reads and writes once as a whole word.
+///
+/// Gas: the owner-only handlers hash the sample's raw calldata words in one copy. For a well-formed
+/// sample (each word a sign-extended int64, which the trainer checks before forwarding) these words
+/// are exactly abi.encodePacked's padded elements, so the key equals `keyOf`.
 contract DataHandler is Ownable {
     struct Contribution {
         uint104 initialDeposit;
@@ -25,12 +30,20 @@ contract DataHandler is Ownable {
     error DepositTooLarge(uint256 cost);
     error ClaimExceedsRemainder(uint256 amount, uint256 claimable);
 
+    /// keccak256(abi.encodePacked(data, label, addedTime, author)); reverts on a malformed sample.
     function keyOf(int64[] calldata data, uint64 label, uint256 addedTime, address author)
         public
         pure
         returns (bytes32)
     {
-        return keccak256(abi.encodePacked(data, label, addedTime, author));
+        assembly {
+            let p := data.offset
+            for { let end := add(p, shl(5, data.length)) } lt(p, end) { p := add(p, 0x20) } {
+                let w := calldataload(p)
+                if iszero(eq(signextend(7, w), w)) { revert(0, 0) }
+            }
+        }
+        return _key(data, label, addedTime, author);
     }
 
     function handleAddData(address author, uint256 cost, int64[] calldata data, uint64 label)
@@ -39,13 +52,16 @@ contract DataHandler is Ownable {
         returns (uint256 time)
     {
         time = block.timestamp;
-        bytes32 key = keyOf(data, label, time, author);
-        Contribution storage c = contributions[key];
+        bytes32 key = _key(data, label, time, author);
+        uint256 slot = _slotOf(key);
+        uint256 w = _load(slot);
         // An identical contribution in the same second reuses the key; allow it only once the old one
         // has been claimed and holds nothing.
-        if (c.exists && (c.claimableAmount != 0 || c.numClaims == 0)) revert DataMayAlreadyHaveBeenAdded(key);
-        if (cost > type(uint104).max) revert DepositTooLarge(cost);
-        contributions[key] = Contribution(uint104(cost), uint104(cost), 0, false, true);
+        if (w & EXISTS != 0 && ((w >> CLAIMABLE_SHIFT) & AMOUNT != 0 || (w >> CLAIMS_SHIFT) & CLAIMS == 0)) {
+            revert DataMayAlreadyHaveBeenAdded(key);
+        }
+        if (cost > AMOUNT) revert DepositTooLarge(cost);
+        _store(slot, cost | (cost << CLAIMABLE_SHIFT) | EXISTS);
     }
 
     /// Returns the claimable amount, whether the author already claimed, and the claim count, all as they were before this claim.
@@ -54,15 +70,16 @@ contract DataHandler is Ownable {
         onlyOwner
         returns (uint256 claimableAmount, bool claimedBySubmitter, uint256 numClaims)
     {
-        bytes32 key = keyOf(data, label, addedTime, submitter);
-        Contribution storage c = contributions[key];
-        if (!c.exists) revert ContributionNotFound(key);
-        claimableAmount = c.claimableAmount;
-        claimedBySubmitter = c.claimedByAuthor;
-        numClaims = c.numClaims;
-        c.claimableAmount = 0;
-        c.claimedByAuthor = true;
-        c.numClaims = uint24(numClaims + 1);
+        bytes32 key = _key(data, label, addedTime, submitter);
+        uint256 slot = _slotOf(key);
+        uint256 w = _load(slot);
+        if (w & EXISTS == 0) revert ContributionNotFound(key);
+        claimableAmount = (w >> CLAIMABLE_SHIFT) & AMOUNT;
+        claimedBySubmitter = w & AUTHOR_CLAIMED != 0;
+        numClaims = (w >> CLAIMS_SHIFT) & CLAIMS;
+        // remainder 0, author claimed, one more claim (uint24, as the struct field)
+        w &= ~((AMOUNT << CLAIMABLE_SHIFT) | (CLAIMS << CLAIMS_SHIFT));
+        _store(slot, w | AUTHOR_CLAIMED | (((numClaims + 1) & CLAIMS) << CLAIMS_SHIFT));
     }
 
     /// Returns the key and the deposit, remainder, reporter-claimed flag and claim count as they were before this claim.
@@ -83,27 +100,76 @@ contract DataHandler is Ownable {
             uint256 numClaims
         )
     {
-        key = keyOf(data, label, addedTime, originalAuthor);
-        Contribution storage c = contributions[key];
-        if (!c.exists) revert ContributionNotFound(key);
-        initialDeposit = c.initialDeposit;
-        claimableAmount = c.claimableAmount;
-        numClaims = c.numClaims;
+        key = _key(data, label, addedTime, originalAuthor);
+        uint256 slot = _slotOf(key);
+        uint256 w = _load(slot);
+        if (w & EXISTS == 0) revert ContributionNotFound(key);
+        initialDeposit = w & AMOUNT;
+        claimableAmount = (w >> CLAIMABLE_SHIFT) & AMOUNT;
+        numClaims = (w >> CLAIMS_SHIFT) & CLAIMS;
         if (reporter == originalAuthor) {
-            claimedByReporter = c.claimedByAuthor;
-            c.claimedByAuthor = true;
+            claimedByReporter = w & AUTHOR_CLAIMED != 0;
+            w |= AUTHOR_CLAIMED;
         } else {
             claimedByReporter = claimedBy[key][reporter];
             claimedBy[key][reporter] = true;
         }
-        c.numClaims = uint24(numClaims + 1);
+        w &= ~(CLAIMS << CLAIMS_SHIFT);
+        _store(slot, w | (((numClaims + 1) & CLAIMS) << CLAIMS_SHIFT));
     }
 
     function updateClaimableAmount(bytes32 key, uint256 paid) external onlyOwner {
-        Contribution storage c = contributions[key];
-        uint256 claimable = c.claimableAmount;
+        uint256 slot = _slotOf(key);
+        uint256 w = _load(slot);
+        uint256 claimable = (w >> CLAIMABLE_SHIFT) & AMOUNT;
         if (paid > claimable) revert ClaimExceedsRemainder(paid, claimable);
-        c.claimableAmount = uint104(claimable - paid);
+        _store(slot, (w & ~(AMOUNT << CLAIMABLE_SHIFT)) | ((claimable - paid) << CLAIMABLE_SHIFT));
+    }
+
+    // ---- the record as one word (the struct's own packing: first member in the lowest bits) -----
+
+    uint256 private constant AMOUNT = (1 << 104) - 1;
+    uint256 private constant CLAIMS = (1 << 24) - 1;
+    uint256 private constant CLAIMABLE_SHIFT = 104;
+    uint256 private constant CLAIMS_SHIFT = 208;
+    uint256 private constant AUTHOR_CLAIMED = 1 << 232;
+    uint256 private constant EXISTS = 1 << 240;
+
+    function _slotOf(bytes32 key) private view returns (uint256 slot) {
+        Contribution storage c = contributions[key];
+        assembly {
+            slot := c.slot
+        }
+    }
+
+    function _load(uint256 slot) private view returns (uint256 w) {
+        assembly {
+            w := sload(slot)
+        }
+    }
+
+    function _store(uint256 slot, uint256 w) private {
+        assembly {
+            sstore(slot, w)
+        }
+    }
+
+    /// keccak256(abi.encodePacked(data, label, addedTime, author)) over the raw calldata words.
+    function _key(int64[] calldata data, uint64 label, uint256 addedTime, address author)
+        private
+        pure
+        returns (bytes32 key)
+    {
+        assembly {
+            let p := mload(0x40)
+            let len := shl(5, data.length)
+            calldatacopy(p, data.offset, len)
+            let q := add(p, len)
+            mstore(q, shl(192, label)) // 8 bytes
+            mstore(add(q, 8), addedTime) // 32 bytes
+            mstore(add(q, 40), shl(96, author)) // 20 bytes
+            key := keccak256(p, add(len, 60))
+        }
     }
 
     // ---- views -------------------------------------------------------------------------------

@@ -31,4 +31,13 @@ interface IIncentiveMechanism {
     ) external returns (uint256 rewardAmount);
 
     function getNextAddDataCost() external view returns (uint256);
+
+    /// The price of an add made at `time` (chain seconds).
+    function getNextAddDataCost(uint256 time) external view returns (uint256);
+
+    /// Hook for data-dependent prices.
+    function getNextAddDataCost(int64[] calldata data, uint64 classification) external view returns (uint256);
+
+    /// Verified good contributions of an address.
+    function numValidForAddress(address a) external view returns (uint256);
 }
