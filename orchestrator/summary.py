@@ -153,6 +153,11 @@ def build_summary(
             "ok": all(a.reconciled for a in accounts) if accounts else None,
         },
         "latency_by_group": latency_by_group(col),
+        "latency_by_phase": latency_by_phase(col, scenario, state.get("start_block", 0)),
+        "revert_reasons": dict(Counter(r for r, st in zip(col.get("reason", []), col.get("status", []))
+                                       if st == "reverted").most_common(10)),
+        "drop_reasons": dict(Counter(r for r, st in zip(col.get("reason", []), col.get("status", []))
+                                     if st == "dropped").most_common(10)),
         "telemetry": state.get("telemetry", {}),
         "paused_s": state.get("paused_s", 0.0),
         "errors": state.get("tick_errors", []),
@@ -219,3 +224,28 @@ def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, An
         "attacker_net_spent_ether": spent / 1e18,
         "attacker_cost_per_accuracy_point_ether": (spent / 1e18) / (final * 100) if final > 0 else None,
     }
+
+
+def latency_by_phase(col: Mapping[str, Sequence[Any]], scenario: Scenario, start_block: int
+                     ) -> dict[str, dict[str, Any]]:
+    """Latency percentiles per schedule phase (by the block a transaction was submitted in) and group."""
+    phases = sorted(scenario.schedule.phases, key=lambda p: p.at)
+    if not phases:
+        return {}
+    starts = [p.at for p in phases]
+
+    def phase_of(block: int) -> str:
+        off = block - start_block
+        idx = max((i for i, a in enumerate(starts) if a <= off), default=-1)
+        return "before phases" if idx < 0 else f"phase {idx} (from block {starts[idx]}, load x{phases[idx].load:g})"
+
+    rows: dict[str, dict[str, list[float]]] = {}
+    for i, status in enumerate(col.get("status", [])):
+        if status not in ("included", "reverted"):
+            continue
+        key = phase_of(col["submitted_block"][i])
+        rows.setdefault(key, {}).setdefault(col["group"][i], []).append(
+            col["included_block"][i] - col["submitted_block"][i])
+    return {ph: {g: {"n": len(v), "blocks_p50": _pct(v, 0.5), "blocks_p90": _pct(v, 0.9),
+                     "blocks_p99": _pct(v, 0.99), "blocks_p99_9": _pct(v, 0.999)} for g, v in groups.items()}
+            for ph, groups in rows.items()}
