@@ -79,7 +79,7 @@ def test_changed_source_and_syntax_error(tmp_path, compiled: CompileResult, solc
 
     assert result.cache_key != compiled.cache_key
     assert result.from_cache is False  # even though the cache dir already holds the original
-    assert set(result.artifacts) == set(CONTRACTS)
+    assert set(result.artifacts) >= set(CONTRACTS)
     assert "DataHandler.sol" in str(ei.value)
     assert not (tmp_path / "broken-cache" / "solc").exists() or not list((tmp_path / "broken-cache" / "solc").glob("*"))
     # the changed sources are cached now, the original entry is still there
