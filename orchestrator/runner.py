@@ -31,6 +31,7 @@ from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_act
 from agents.wallet import FeeStance
 from contracts.compiler import compile_contracts
 from contracts.deploy import DeployedSystem, StakeableSpec, deploy_system
+from contracts.mechanisms import PointsSpec
 from contracts.rpc import RpcClient
 from contracts.signing import LocalAccount, dev_accounts
 from contracts.transact import Transactor, wait_receipt
@@ -269,9 +270,11 @@ class Run:
         t = time.time()
         tx = Transactor(self.client, funder, chain_id, mine=self._mine_next if self.driven else None)
         inc = sc.incentive
+        incentive_spec = (
+            PointsSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait) if inc.type == "points"
+            else StakeableSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait, inc.cost_weight))
         self.system = await deploy_system(
-            self.client, tx, compiled, model_spec,
-            StakeableSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait, inc.cost_weight),
+            self.client, tx, compiled, model_spec, incentive_spec,
             gas_limit=chain.gas_limit, name=sc.name, description=sc.description, encoder="none",
         )
         self.state.phase_times["deploy_s"] = time.time() - t
@@ -346,7 +349,8 @@ class Run:
         for i in range(n_shards):
             cfg = ShardConfig(
                 shard_id=i, rpc_url=url, chain_id=chain_id, seed=sc.seed, trainer=self.system.trainer,
-                incentive=self.system.incentive, abis=abis, cost_weight=sc.incentive.cost_weight,
+                incentive=self.system.incentive, abis=abis,
+                cost_weight=sc.incentive.cost_weight if sc.incentive.type == "stakeable" else 0,
                 refund_wait=sc.incentive.refund_wait, block_time=sc.chain.block_time,
                 agents=specs[i::n_shards], fees=FeeStance(), unique_tips=self.driven,
                 data_handler=self.system.data_handler, mechanism=sc.incentive.type,

@@ -222,8 +222,10 @@ class DatasetConfig(_Strict):
 
 
 class IncentiveConfig(_Strict):
-    type: Literal["stakeable"] = "stakeable"
-    cost_weight: Wei = Field(10**12, description="deposit per contribution scales with this")
+    type: Literal["stakeable", "points"] = Field(
+        "stakeable", description="stakeable: Deposit, Refund and Take; points: gamification (karma), no deposit"
+    )
+    cost_weight: Wei = Field(10**12, description="deposit per contribution scales with this (stakeable)")
     refund_wait: DurationS = Field(86_400, description="before a contributor may claim a refund")
     owner_claim_wait: DurationS = Field(
         8 * 86_400, description="before the owner may take a bad contribution's deposit"

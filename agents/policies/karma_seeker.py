@@ -3,7 +3,7 @@
 Decision rule, each block:
 * Adds many cheap contributions the model already agrees with: for each of its samples it asks the
   model (free call) and submits the model's own prediction as the label (always "agreed"), then
-  `near_duplicates` variants of the same sample with one feature index changed.
+  `near_duplicates` variants of the same sample, each missing one feature.
 * Validates each contribution at the earliest moment (the refund wait just passed), when the model
   still agrees.
 * Reports rivals: contributions of others past the wait that the model now rejects, which blocks
@@ -51,14 +51,14 @@ class KarmaSeekerPolicy(Policy):
         self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
 
     def _variants(self, data: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """The sample and near-duplicates of it, each missing one feature (so they stay within the
+        model's features and hash to different contributions)."""
         out = [data]
-        for k in range(self.near):
-            if not data:
-                break
-            i = int(self.rng.integers(len(data)))
-            changed = set(data) - {data[i]}
-            changed.add(max(data) + 1 + k)
-            out.append(tuple(sorted(changed)))
+        if len(data) < 2:
+            return out
+        drop = self.rng.choice(len(data), size=min(self.near, len(data)), replace=False)
+        for i in drop:
+            out.append(tuple(x for j, x in enumerate(data) if j != int(i)))
         return out
 
     def _due(self, obs: Observation) -> list[int]:
