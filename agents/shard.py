@@ -81,6 +81,7 @@ class ShardConfig:
     mechanism: str = "stakeable"
     owner_claim_wait: int | None = None
     any_address_claim_wait: int | None = None
+    stake: int | None = None  # prediction_market: the stake sent with each contribution
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class ShardCore:
             owner_claim_wait=config.owner_claim_wait if config.owner_claim_wait is not None else config.refund_wait,
             any_address_claim_wait=(config.any_address_claim_wait if config.any_address_claim_wait is not None
                                     else config.refund_wait),
+            stake=config.stake,
         )
         self.agents: list[Agent] = []
         for spec in config.agents:
@@ -457,6 +459,8 @@ class ShardCore:
                     c.state = ContributionState.REFUNDED
                 elif name == "Report" and r.action == "report":
                     r.received = int(args.get("amount", 0))
+                elif name == "Collected" and r.action == "collect":
+                    r.received = int(args.get("amount", 0))
             self._finish(r.tx_hash, TxStatus.INCLUDED)
         else:
             # Out of gas leaves at most 1/64 of the limit unused (EIP-150); no replay can say more.
@@ -564,6 +568,19 @@ class ShardCore:
             elif force:
                 self._finish(h, TxStatus.DROPPED, reason="still pending when the run ended")
                 p.agent.wallet.invalidate_nonce()
+
+    async def market_collect(self, block: BlockInfo) -> int:
+        """Prediction market, collect phase: every agent with a balance withdraws it (a `collect`
+        transaction each, in the ledger like any other)."""
+        balances = await asyncio.gather(*(self._view(self.config.trainer, self.trainer_abi, "claimableBalance",
+                                                     a.wallet.address) for a in self.agents))
+        await self._resync_nonces()
+        report = TickReport(self.config.shard_id, block.number)
+        sends = [self._send(a, "collect", self.trainer_abi.encode("collect"), 0, 150_000, block, None, None, None,
+                            report=report)
+                 for a, bal in zip(self.agents, balances) if int(bal) > 0 and not a.wallet.needs_resync]
+        await asyncio.gather(*sends)
+        return len(sends)
 
     async def notify_dropped(self, hashes: list[str], block: BlockInfo) -> int:
         """The orchestrator removed these transactions from the node's pool (chaos): settle ours at

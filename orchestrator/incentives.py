@@ -60,7 +60,7 @@ def accounts(
         action = cols["action"][i]
         if action == "add":
             a["deposits"] += int(cols["deposit"][i])
-        elif action == "refund":
+        elif action in ("refund", "collect"):  # own money back (a market's collect: stake +- reward)
             a["refunds"] += received
         elif action == "report":
             a["takes"] += received

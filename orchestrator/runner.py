@@ -31,7 +31,9 @@ from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_act
 from agents.wallet import FeeStance
 from contracts.compiler import compile_contracts
 from contracts.deploy import DeployedSystem, StakeableSpec, deploy_system
-from contracts.mechanisms import PointsSpec
+from contracts.mechanisms import MarketDriver, MarketParams, PointsSpec, deploy_market, split_test_set
+from contracts.mechanisms import Phase as MarketPhase
+from contracts.transact import TransactionFailed
 from contracts.rpc import RpcClient
 from contracts.signing import LocalAccount, dev_accounts
 from contracts.transact import Transactor, wait_receipt
@@ -127,6 +129,10 @@ class Run:
         self.start_balances: dict[str, int] = {}
         self.accounts: list[AgentAccount] = []
         self.contributions: dict[str, list[Any]] = {name: [] for name in CONTRIBUTION_COLUMNS}
+        self.market: MarketDriver | None = None
+        self.market_portions: list[Any] = []
+        self.market_info: dict[str, Any] = {}
+        self.tx: Transactor | None = None
         self._stop_requested = False
         self._started_ray = False
         self._head_seen_at = time.monotonic()
@@ -199,6 +205,8 @@ class Run:
             await self._setup()
             self.telemetry.status({"state": "running"})
             await self._loop()
+            if self.market is not None and not self._stop_requested:
+                await self._settle_market(await self._latest())
             self.state.status = "interrupted" if self._stop_requested else "completed"
         except asyncio.CancelledError:
             self.state.status = "interrupted"
@@ -270,13 +278,19 @@ class Run:
         t = time.time()
         tx = Transactor(self.client, funder, chain_id, mine=self._mine_next if self.driven else None)
         inc = sc.incentive
-        incentive_spec = (
-            PointsSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait) if inc.type == "points"
-            else StakeableSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait, inc.cost_weight))
-        self.system = await deploy_system(
-            self.client, tx, compiled, model_spec, incentive_spec,
-            gas_limit=chain.gas_limit, name=sc.name, description=sc.description, encoder="none",
-        )
+        self.tx = tx
+        if inc.type == "prediction_market":
+            self.system = await self._deploy_market(tx, compiled, model_spec, ds, test_rows)
+        else:
+            incentive_spec = (
+                PointsSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait)
+                if inc.type == "points"
+                else StakeableSpec(inc.refund_wait, inc.owner_claim_wait, inc.any_address_claim_wait,
+                                   inc.cost_weight))
+            self.system = await deploy_system(
+                self.client, tx, compiled, model_spec, incentive_spec,
+                gas_limit=chain.gas_limit, name=sc.name, description=sc.description, encoder="none",
+            )
         self.state.phase_times["deploy_s"] = time.time() - t
         save_initial_model(self.run_dir, model_spec)
         log.info("contracts deployed", trainer=self.system.trainer, gas=self.system.gas_used,
@@ -351,7 +365,10 @@ class Run:
                 shard_id=i, rpc_url=url, chain_id=chain_id, seed=sc.seed, trainer=self.system.trainer,
                 incentive=self.system.incentive, abis=abis,
                 cost_weight=sc.incentive.cost_weight if sc.incentive.type == "stakeable" else 0,
-                refund_wait=sc.incentive.refund_wait, block_time=sc.chain.block_time,
+                stake=sc.incentive.min_stake if sc.incentive.type == "prediction_market" else None,
+                # A market pays out only after its round: nothing to refund while it runs.
+                refund_wait=sc.incentive.refund_wait if self.market is None else 2**40,
+                block_time=sc.chain.block_time,
                 agents=specs[i::n_shards], fees=FeeStance(), unique_tips=self.driven,
                 data_handler=self.system.data_handler, mechanism=sc.incentive.type,
                 owner_claim_wait=sc.incentive.owner_claim_wait, any_address_claim_wait=sc.incentive.any_address_claim_wait,
@@ -408,6 +425,78 @@ class Run:
         return out
 
     # ---- the loop ---------------------------------------------------------------------------
+
+    async def _deploy_market(self, tx: Transactor, compiled: Any, model_spec: Any, ds: Any,
+                             test_rows: np.ndarray) -> DeployedSystem:
+        """A prediction market round: deploy, commit the test set in portions, draw and reveal the
+        hidden portion's index. The market is the agents' entry point (same addData as a trainer)."""
+        assert self.client is not None
+        sc = self.scenario
+        inc = sc.incentive
+        params = MarketParams(min_stake=inc.min_stake)
+        m = await deploy_market(self.client, tx, compiled, model_spec, params, gas_limit=sc.chain.gas_limit)
+        # The market replays every contribution over the whole test set: keep it within its entry budget.
+        samples, labels, entries = [], [], 0
+        for i in test_rows:
+            s = ds.samples[i]
+            if entries + len(s) > params.max_test_entries or len(s) > params.max_data_length:
+                continue
+            samples.append(s)
+            labels.append(int(ds.labels[i]))
+            entries += len(s)
+        portions = split_test_set(samples, labels, inc.portions, salt_seed=sc.seed.to_bytes(32, "big"))
+        self.market = MarketDriver(self.client, m)
+        self.market_portions = portions
+        await self.market.initialize(tx, inc.bounty, portions, min_length_s=0,
+                                     min_contributions=inc.min_contributions)
+        index = await self.market.reveal_init(tx, portions)
+        self.market_info = {"market": m.market, "bounty": str(inc.bounty), "min_stake": str(inc.min_stake),
+                            "portions": len(portions), "test_samples": len(samples), "reveal_index": index}
+        log.info("prediction market open", market=m.market, test_samples=len(samples), reveal_index=index)
+        return DeployedSystem(
+            trainer=m.market, data_handler="", incentive=m.market, model=m.model, deployer=tx.account.address,
+            block=m.block, n_features=m.n_features, gas_used=m.gas_used, transactions=0,
+            abis={"CollaborativeTrainer": m.abi, "PredictionMarket": m.abi, m.model_contract: m.model_abi},
+            model_contract=m.model_contract, incentive_contract="PredictionMarket")
+
+    async def _settle_market(self, head: BlockInfo) -> None:
+        """After participation: end it, reveal the test set, run every reward pass, and let each
+        participant (and the provider) collect. Each step is recorded in the summary."""
+        assert self.market is not None and self.client is not None
+        info = self.market_info
+        try:
+            await self.market.end_participation(self.tx)
+        except TransactionFailed as e:
+            info["ended"] = f"could not end participation: {e.reason or e}"
+            return
+        if await self.market.phase() == MarketPhase.REVEAL_TEST_SET:
+            info["reveal_transactions"] = await self.market.reveal_test_set(self.tx, self.market_portions)
+            receipts = await self.market.process_all(self.tx)
+            info["process_transactions"] = len(receipts)
+            info["process_gas"] = sum(int(r["gasUsed"], 16) for r in receipts)
+            info["passes"] = [{k: int(v) for k, v in ev.items()}
+                              for r in receipts for ev in self.market.events(r, "PassCompleted")]
+            ended = [ev for r in receipts for ev in self.market.events(r, "RewardPhaseEnded")]
+            if ended:
+                info["provider_amount"] = str(int(ended[-1]["providerAmount"]))
+        info["phase_at_end"] = (await self.market.phase()).name
+        if await self.market.claimable(self.tx.account.address) > 0:
+            r = await self.market.collect(self.tx)
+            info["provider_collected"] = str(sum(int(e["amount"]) for e in self.market.events(r, "Collected")))
+        head = await self._latest()
+        sent = await asyncio.gather(*(s.market_collect.remote(head) for s in self.shards))
+        info["collect_transactions"] = sum(sent)
+        for _ in range(30):  # let the collects be mined and read
+            if self.driven:
+                await mine(self.client, head.timestamp + self.block_time)
+            head = await self._wait_next(head, math.inf)
+            for rec in await self.monitor.read(head.number) if self.monitor else []:
+                self.telemetry.block(rec)
+            reports = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
+            self._absorb(reports)
+            if sum(r.in_flight for r in reports) == 0:
+                break
+        self.state.last_block = head.number
 
     async def _mine_next(self) -> None:
         """Driven mode: mine one block, block_time after the last one (set-up blocks too)."""
@@ -601,6 +690,8 @@ class Run:
         log.info("control command", command=command)
 
     def _warp_target(self, reports: list[TickReport], head: BlockInfo, block_time: int) -> int | None:
+        if self.market is not None:
+            return None  # a market round has no waits to skip
         if any(r.next_wake is None or r.in_flight for r in reports):
             return None
         wake = min(r.next_wake for r in reports if r.next_wake is not None)
@@ -685,7 +776,7 @@ class Run:
                 scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
                 node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
-                accounts=self.accounts, baseline=self._baseline_records(),
+                accounts=self.accounts, baseline=self._baseline_records(), market=self.market_info or None,
             )
             write_json(self.run_dir / "summary.json", summary)
             log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))

@@ -222,9 +222,14 @@ class DatasetConfig(_Strict):
 
 
 class IncentiveConfig(_Strict):
-    type: Literal["stakeable", "points"] = Field(
-        "stakeable", description="stakeable: Deposit, Refund and Take; points: gamification (karma), no deposit"
+    type: Literal["stakeable", "points", "prediction_market"] = Field(
+        "stakeable", description="stakeable: Deposit, Refund and Take; points: gamification (karma), no "
+        "deposit; prediction_market: a bounty paid against a committed test set (one round per run)"
     )
+    bounty: Wei = Field(10**18, description="prediction_market: the provider's bounty")
+    min_stake: Wei = Field(10**16, description="prediction_market: the stake sent with each contribution")
+    portions: int = Field(4, ge=2, le=64, description="prediction_market: test-set portions committed by hash")
+    min_contributions: int = Field(1, ge=1, description="prediction_market: contributions before it may end")
     cost_weight: Wei = Field(10**12, description="deposit per contribution scales with this (stakeable)")
     refund_wait: DurationS = Field(86_400, description="before a contributor may claim a refund")
     owner_claim_wait: DurationS = Field(

@@ -46,6 +46,7 @@ def build_summary(
     managed_node: bool,
     accounts: Sequence[AgentAccount] = (),
     baseline: Sequence[Mapping[str, Any]] | None = None,
+    market: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     n = len(ledger.get("tx_hash", []))
     col = {k: list(v) for k, v in ledger.items()}
@@ -142,6 +143,7 @@ def build_summary(
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
                      "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
         "incentives": by_group(accounts),
+        "prediction_market": dict(market) if market else None,
         "corruption": corruption(models, baseline, state.get("start_block", 0),
                                  scenario.evaluation.corruption_threshold, accounts),
         "reconciliation": {

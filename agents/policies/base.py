@@ -70,18 +70,21 @@ class Sample:
 class Mechanism:
     """The incentive mechanism's public parameters."""
 
-    kind: str  # "stakeable" | "points"
+    kind: str  # "stakeable" | "points" | "prediction_market"
     cost_weight: int
     refund_wait: int
     owner_claim_wait: int
     any_address_claim_wait: int
+    stake: int | None = None  # prediction_market: the fixed stake of a contribution
 
     @property
     def max_deposit(self) -> int:
-        return self.cost_weight * 3600
+        return self.stake if self.stake is not None else self.cost_weight * 3600
 
     def deposit_at(self, time: int, last_update: int) -> int:
-        """The deposit an add mined at `time` pays (Stakeable's formula)."""
+        """The deposit an add mined at `time` pays (Stakeable's formula; a market's fixed stake)."""
+        if self.stake is not None:
+            return self.stake
         if self.cost_weight == 0:
             return 0
         return self.cost_weight * 3600 // math.isqrt(max(time - last_update, 1))
