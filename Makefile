@@ -29,6 +29,7 @@ demo: setup
 
 test: setup
 	sh tests/setup_mosquitto.sh
+	sh tests/setup_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (benchmarks/README.md): web3.py comes in as the baseline. BENCH_ARGS e.g. --quick.

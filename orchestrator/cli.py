@@ -95,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--at-block", type=int, required=True)
     m.add_argument("--export", default=None, help="write the model at that block to this JSON file")
     m.set_defaults(func=cmd_model)
+    from .report import build_report_parser
     from .watch import build_watch_parser
 
     build_watch_parser(sub)
+    build_report_parser(sub)
     return p
 
 

@@ -12,6 +12,7 @@ changes no global backend state of the process that calls it.
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+MAX_SCATTER = 2500  # points drawn in a scatter at most (each is an SVG element)
 WIDTH_IN = 11.0  # figure width; the page scales every SVG to its column width
 CHAOS_COLOR = "#c62828"
 WARP_COLOR = "#6d6d6d"
@@ -144,7 +146,7 @@ def render_svg(fig: Any, plot: Plot) -> str:
     svg = _ID.sub(lambda m: f'id="{pre(m.group(1))}"', svg)
     svg = _URL_REF.sub(lambda m: f"url(#{pre(m.group(1))})", svg)
     svg = _HREF_REF.sub(lambda m: f'href="#{pre(m.group(1))}"', svg)
-    attrs = (f'<svg class="plot-svg" role="img" aria-label="{plot.title}" data-plot="{plot.key}" '
+    attrs = (f'<svg class="plot-svg" role="img" aria-label="{html.escape(plot.title)}" data-plot="{plot.key}" '
              f'data-series="{plot.series}" data-points="{plot.points}" ')
     return svg.replace("<svg ", attrs, 1).strip()
 
@@ -170,19 +172,36 @@ class _Series:
 
 
 def _mark_axis(ax: Any, markers: Markers, *, labels: bool) -> None:
-    """Chaos events (red dashed, labelled at the top) and time warps (grey dotted) on a block axis."""
+    """Chaos events (red dashed; numbered at the top when `labels`, the key is in the caption) and time
+    warps (grey dotted) on a block axis."""
     from matplotlib.transforms import blended_transform_factory
 
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     for block, _ in markers.warps:
         ax.axvline(block, color=WARP_COLOR, linestyle=":", linewidth=1.0, alpha=0.8, zorder=1)
-    for block, label in markers.chaos:
+    lo, hi = markers.xlim if markers.xlim else (None, None)
+    span = (hi - lo) if lo is not None and hi is not None and hi > lo else None
+    last_x, level = None, 0
+    for i, (block, _) in enumerate(markers.chaos, start=1):
         ax.axvline(block, color=CHAOS_COLOR, linestyle="--", linewidth=1.0, alpha=0.85, zorder=1)
         if labels:
-            ax.text(block, 0.98, " " + label, transform=trans, rotation=90, va="top", ha="right",
-                    fontsize=7.5, color=CHAOS_COLOR, clip_on=False)
+            close = span is not None and last_x is not None and (block - last_x) < 0.025 * span
+            level = (level + 1) % 3 if close else 0  # stagger numbers of events close together
+            ax.text(block, 0.97 - 0.11 * level, str(i), transform=trans, ha="center", va="top", fontsize=7.5,
+                    color=CHAOS_COLOR, fontweight="bold", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.18", "facecolor": "white", "edgecolor": CHAOS_COLOR,
+                          "linewidth": 0.8})
+            last_x = block
     if markers.xlim is not None and markers.xlim[1] > markers.xlim[0]:
         ax.set_xlim(*markers.xlim)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def chaos_key(markers: Markers) -> list[tuple[int, int, str]]:
+    """The numbered chaos events as drawn: (number, block, label)."""
+    return [(i, block, label) for i, (block, label) in enumerate(markers.chaos, start=1)]
 
 
 def _marker_handles(markers: Markers) -> list[Any]:
@@ -334,7 +353,10 @@ def txpool_plot(blocks: Mapping[str, Sequence[float]] | None, markers: Markers, 
                       label="queued")[0], int(ok.sum()))
         ax.set_ylabel("transactions")
         ax.set_xlabel("block")
-        ax.set_ylim(bottom=0)
+        top = max(float(pending[ok].max()), float(queued[ok].max()))
+        ax.set_ylim(0, max(top * 1.08, 1.0))
+        if top == 0:
+            p.caption += " The pool was empty at every read."
         _mark_axis(ax, markers, labels=True)
         _legend(ax, markers)
         return _finish(fig, p)
@@ -395,8 +417,14 @@ def deposit_plot(adds: Mapping[str, Sequence[Any]] | None, colors: Mapping[str, 
         block = np.asarray(adds["block"], dtype=float)
         dep = np.asarray(adds["deposit_ether"], dtype=float)
         grp = np.asarray(adds["group"], dtype=object)
+        step = -(-len(block) // MAX_SCATTER)  # keep the page light: every step-th add when there are many
+        if step > 1:
+            block, dep, grp = block[::step], dep[::step], grp[::step]
+            p.caption += f" {len(adds['block']):,} adds: every {step}th is drawn."
         for g in dict.fromkeys(adds["group"]):
             m = grp == g
+            if not m.any():
+                continue
             s.tag(ax.scatter(block[m], dep[m], s=9, color=colors.get(g, "#1f77b4"), alpha=0.75, linewidths=0,
                              label=f"{g} ({int(m.sum())})"), int(m.sum()))
         positive = dep[dep > 0]

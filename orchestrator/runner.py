@@ -157,6 +157,12 @@ class Run:
         previous = signal.getsignal(signal.SIGINT)
         try:
             asyncio.run(self._main())
+            try:
+                from .report import write_report
+
+                log.info("report written", path=str(write_report(self.run_dir)))
+            except Exception:  # noqa: BLE001 - the report must never cost a run its results
+                log.exception("could not write the report")
         finally:
             signal.signal(signal.SIGINT, previous)
             logs.close()

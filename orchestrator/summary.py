@@ -212,7 +212,7 @@ def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, An
         if first_over is None and d > threshold:
             first_over = {"block_offset": off, "block": m.block}
     final = drops[-1]
-    attackers = [a for a in accounts if a.policy not in ("honest",)]
+    attackers = [a for a in accounts if a.policy == "adversarial"]
     spent = -sum(a.net for a in attackers)
     return {
         "baseline_accuracy_end": base[-1]["accuracy"],
