@@ -68,6 +68,7 @@ class GreedyPolicy(Policy):
                 self.params[k] = parse_wei(self.params[k])
         self._next = 0
         self._claimed: set[tuple[str, int, int, tuple[int, ...]]] = set()
+        self._empty: set[tuple[str, int, int, tuple[int, ...]]] = set()  # nothing left: never ask again
 
     # ---- what it needs to know ----------------------------------------------------------------
 
@@ -80,7 +81,7 @@ class GreedyPolicy(Policy):
         m = obs.mechanism
         out = []
         for c in obs.public:
-            if c.key in self._claimed or c.deposit == 0:
+            if c.key in self._claimed or c.key in self._empty or c.deposit == 0:
                 continue
             t = obs.time - c.added_time
             if t >= m.any_address_claim_wait or (c.author != obs.address and t >= m.refund_wait):
@@ -149,6 +150,9 @@ class GreedyPolicy(Policy):
             if budget > 0 and obs.predictions.get(c.data) == c.label:
                 actions.append(Refund(cid))
                 budget -= 1
+        for key, left in obs.claimable.items():
+            if left == 0:
+                self._empty.add(key)  # refunded or taken in full: it can never pay again
         takes = []
         for c in self._candidates(obs):
             reward = self.reward_of(obs, c)
@@ -190,7 +194,7 @@ class GreedyPolicy(Policy):
             if c.state is ContributionState.ADDED and c.deposit > 0:
                 moments.append(c.added_time + m.refund_wait)
         for c in obs.public:
-            if c.key in self._claimed or c.deposit == 0:
+            if c.key in self._claimed or c.key in self._empty or c.deposit == 0:
                 continue
             moments.append(c.added_time + m.any_address_claim_wait)
             if c.author != obs.address:

@@ -10,7 +10,7 @@ Decision rule, each block:
   their validation for good (it earns nothing, but the rival's score falls relative to its own).
 
 Parameters: rate (0.2/s), arrival (poisson), near_duplicates (2), report_rivals (true),
-max_in_flight (8).
+rival_window_s (600: rivals whose wait ended this recently), max_in_flight (8).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class KarmaSeekerPolicy(Policy):
     name: ClassVar[str] = "karma_seeker"
     needs_public: ClassVar[bool] = True
     param_defaults: ClassVar[dict[str, Any]] = {
-        "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "max_in_flight": 8,
+        "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "rival_window_s": 600,
+        "max_in_flight": 8,
         "burst_size": 10, "burst_every": 60, "max_gap": 60,
     }
 
@@ -68,8 +69,12 @@ class KarmaSeekerPolicy(Policy):
     def _rivals(self, obs: Observation) -> list[PublicContribution]:
         if not self.params["report_rivals"]:
             return []
+        # Rivals validate as soon as they can, after which a report fails: only contributions whose
+        # wait ended within the last `rival_window_s` are worth a look (and a free call).
+        lo = obs.mechanism.refund_wait
+        hi = lo + int(self.params["rival_window_s"])
         return [c for c in obs.public if c.author != obs.address and c.key not in self._reported
-                and obs.time - c.added_time >= obs.mechanism.refund_wait]
+                and lo <= obs.time - c.added_time <= hi]
 
     def wants(self, obs: Observation) -> Wants:
         w = Wants()
