@@ -1,0 +1,345 @@
+"""Memory and time of a run with 10,000 agents: shards as Ray actors, about one per core.
+
+Phases, each timed, with the resident memory (RSS) of the driver and the shard processes sampled
+throughout (Ray's own processes and the node are reported apart):
+
+  1. ray.init (a cluster of our own) and a fresh node with a deployed system;
+  2. create the shards and their agents (Ray actors; each derives its agents' keys and builds their
+     policies), then `start()` them (connection pool, nonces read from the node);
+  3. fund every wallet the way a run does: `orchestrator.runner.Run._fund` (a signed transfer per
+     wallet from the dev account through `contracts.transact.Transactor`, batches of 200, the node
+     in automine as during a run's set-up), its time split into signing and sending/waiting; then,
+     for comparison, the same wallets funded by pre-signed transfers in JSON-RPC batches with one
+     block mined per batch (`benchmarks/common.fund_batched`);
+  4. ticks with all agents active, driven mining as in a driven run (tick every shard, then mine):
+     every agent adds once in the first tick, then ticks until every transaction is final; then a
+     few idle ticks (nothing in flight, every agent waiting for its refund) to show the per-tick cost
+     of 10,000 agents doing nothing;
+  5. finalize: every shard settles and returns its ledger as columns.
+
+    python benchmarks/scale.py              # 10,000 agents, about 2 minutes on 2 cores
+    python benchmarks/scale.py --quick      # 1,000 agents
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    COMPILE_NOTE,
+    COST_WEIGHT,
+    RESULTS,
+    TIP,
+    RssSampler,
+    descendants,
+    fresh_chain,
+    fund_batched,
+    machine,
+    machine_busy_s,
+    median,
+    proc_cpu_s,
+    proc_name,
+    proc_rss_bytes,
+    sample,
+    wait_quiet,
+)
+
+from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_actor_class  # noqa: E402
+from agents.wallet import FeeStance  # noqa: E402
+from contracts.transact import Transactor  # noqa: E402
+from orchestrator.monitor import next_base_fee  # noqa: E402
+from orchestrator.node import mine, set_mining  # noqa: E402
+
+CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
+FUNDING = 10**17  # wei per agent (0.1 ether: gas for a few adds at any base fee seen here)
+MIB = 2**20
+
+
+def ours() -> list[int]:
+    return [os.getpid(), *shard_pids()]
+
+
+def shard_pids() -> list[int]:
+    return [p for p in descendants(os.getpid()) if proc_name(p).startswith("ray::ShardCore")]
+
+
+def ray_pids(exclude: set[int]) -> list[int]:
+    out = []
+    for p in descendants(os.getpid()):
+        name = proc_name(p)
+        if p in exclude or "anvil" in name:
+            continue
+        if "ray" in name or "raylet" in name or "gcs_server" in name:
+            out.append(p)
+    return out
+
+
+def rss_mib(pids: list[int]) -> float:
+    return sum(proc_rss_bytes(p) for p in pids) / MIB
+
+
+class Phases:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.rss: dict[str, dict[str, float]] = {}
+        self.node_pid = 0
+
+    def snapshot(self, name: str) -> None:
+        shards = shard_pids()
+        self.rss[name] = {
+            "driver_mib": proc_rss_bytes(os.getpid()) / MIB,
+            "shards_mib": rss_mib(shards),
+            "ray_system_mib": rss_mib(ray_pids(set(shards))),
+            "node_mib": proc_rss_bytes(self.node_pid) / MIB if self.node_pid else 0.0,
+        }
+
+
+async def timed(phases: Phases, name: str, coro: Any) -> Any:
+    t = time.perf_counter()
+    out = await coro
+    phases.times[name] = time.perf_counter() - t
+    phases.snapshot(name)
+    print(f"  {name:<34} {phases.times[name]:8.2f} s   driver {phases.rss[name]['driver_mib']:.0f} MiB, "
+          f"shards {phases.rss[name]['shards_mib']:.0f} MiB", flush=True)
+    return out
+
+
+async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], addresses: list[str],
+                         n_shards: int) -> dict[str, Any]:
+    """Fund through the run's own code (`Run._fund`), on a bare Run holding just what it reads; the
+    Transactor is wrapped to time signing apart from sending and waiting for receipts."""
+    from orchestrator.runner import Run
+    from orchestrator.scenario import AgentGroup, Scenario, ScheduleConfig
+
+    sign_s = 0.0
+    sign_calls = 0
+    sign = tx.sign
+
+    async def timed_sign(*a: Any, **k: Any) -> Any:
+        nonlocal sign_s, sign_calls
+        t = time.perf_counter()
+        out = await sign(*a, **k)
+        sign_s += time.perf_counter() - t
+        sign_calls += 1
+        return out
+
+    tx.sign = timed_sign  # type: ignore[method-assign]
+    requests0 = client.requests
+    run = Run.__new__(Run)
+    run.client = client
+    run.scenario = Scenario(name="scale", agents=[AgentGroup(policy="honest", count=len(specs), funding=FUNDING)],
+                            schedule=ScheduleConfig(duration=10))
+    run.shards = [None] * n_shards
+    run.funding = {}
+    t = time.perf_counter()
+    await run._fund(tx, specs, addresses)
+    total = time.perf_counter() - t
+    return {"total_s": total, "sign_s": sign_s, "send_and_wait_s": total - sign_s, "transfers": sign_calls,
+            "http_requests": client.requests - requests0, "batch": getattr(sys.modules["orchestrator.runner"],
+                                                                           "FUNDING_BATCH", None)}
+
+
+async def latest(client: Any) -> BlockInfo:
+    b = await client.get_block("latest")
+    base_fee = int(b.get("baseFeePerGas", "0x0"), 16)
+    return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16),
+                     next_base_fee(base_fee, int(b["gasUsed"], 16), int(b["gasLimit"], 16)))
+
+
+async def main_async(a: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    phases = Phases()
+    t_start = time.perf_counter()
+    n = a.agents
+    quiet = wait_quiet(a.wait_idle) if a.wait_idle > 0 else None
+    busy0, cpu0 = machine_busy_s(), time.process_time()
+    print(f"scale: {n:,} agents in {a.shards} Ray shards, blocks of {a.gas_limit:,} gas, base fee 0", flush=True)
+
+    async def ray_init() -> None:  # in the main thread: Ray installs its signal handlers there
+        ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
+                 configure_logging=False, log_to_driver=False, _temp_dir=tempfile.mkdtemp(prefix="dcb-ray-"))
+
+    await timed(phases, "ray_init_s", ray_init())
+    chain = await timed(phases, "node_and_deploy_s", fresh_chain(gas_limit=a.gas_limit, base_fee=0))
+    phases.node_pid = chain.node.proc.pid  # type: ignore[union-attr]
+    shards: list[Any] = []
+    result: dict[str, Any] = {}
+    with RssSampler(ours, period_s=0.25) as sampler:
+        try:
+            specs = [AgentSpec(i, "honest", "honest", {"rate": 1e6, "max_in_flight": 4}, [sample(i % 100)])
+                     for i in range(n)]
+            actor = make_actor_class(num_cpus=(os.cpu_count() or 1) / a.shards)  # fits any shard count
+            cfgs = [ShardConfig(
+                shard_id=k, rpc_url=chain.url, chain_id=chain.chain_id, seed=7, trainer=chain.system.trainer,
+                incentive=chain.system.incentive, abis={c: chain.compiled[c].abi for c in CONTRACTS},
+                cost_weight=COST_WEIGHT, refund_wait=86_400, block_time=1, agents=specs[k::a.shards],
+                fees=FeeStance(tip=TIP), max_in_flight=n, data_handler=chain.system.data_handler,
+                mechanism="stakeable", owner_claim_wait=8 * 86_400, any_address_claim_wait=9 * 86_400,
+                **({"replace_after_blocks": a.replace_after_blocks} if a.replace_after_blocks is not None else {}),
+            ) for k in range(a.shards)]
+
+            async def create() -> None:
+                shards.extend(actor.remote(cfg) for cfg in cfgs)
+                # addresses() is a plain method: its answer means the constructor (keys, policies) is done
+                await asyncio.gather(*(s.addresses.remote() for s in shards))
+
+            await timed(phases, "create_shards_and_agents_s", create())
+            addr_lists = await timed(phases, "start_shards_s", asyncio.gather(*(s.start.remote() for s in shards)))
+            addresses = [x for lst in addr_lists for x in lst]
+            assert len(set(addresses)) == n
+
+            # Funding as a run does it (automine, as during a run's set-up).
+            tx = Transactor(chain.client, chain.funder, chain.chain_id)
+            try:
+                funding = await timed(phases, "fund_runner_s", runner_funding(chain.client, tx, specs, addresses,
+                                                                              a.shards))
+            except Exception as e:  # noqa: BLE001 - the run's code changed shape: say so, go on
+                funding = {"error": f"{type(e).__name__}: {e}"}
+                print(f"  runner funding failed: {funding['error']}")
+            fast_s = await timed(phases, "fund_batched_s", fund_batched(chain, addresses, FUNDING, batch=500))
+
+            # Ticks with every agent active, driven mining: tick all shards, then mine.
+            await set_mining(chain.client, "driven")
+            ticks: list[dict[str, Any]] = []
+
+            async def tick_once() -> list[TickReport]:
+                head = await latest(chain.client)
+                t = time.perf_counter()
+                reports = await asyncio.gather(*(s.tick.remote(head) for s in shards))
+                wall = time.perf_counter() - t
+                ticks.append({"block": head.number, "wall_ms": wall * 1e3,
+                              "shard_step_ms": [round(r.step_ms, 1) for r in reports],
+                              "sent": sum(r.sent for r in reports), "included": sum(r.included for r in reports),
+                              "in_flight": sum(r.in_flight for r in reports),
+                              "errors": [e for r in reports for e in r.errors][:3]})
+                await mine(chain.client, head.timestamp + 1)
+                return reports
+
+            async def active() -> None:
+                sent = final = 0
+                while final < n and len(ticks) < 400:
+                    reports = await tick_once()
+                    sent += sum(r.sent for r in reports)
+                    final += sum(r.included + r.reverted + r.dropped for r in reports)
+
+            await timed(phases, "active_ticks_s", active())
+            active_ticks = list(ticks)
+
+            async def idle() -> None:
+                for _ in range(a.idle_ticks):
+                    await tick_once()
+
+            await timed(phases, "idle_ticks_s", idle())
+            idle_ticks = ticks[len(active_ticks):]
+            last = (await latest(chain.client)).number
+            ledgers = await timed(phases, "finalize_s", asyncio.gather(*(s.finalize.remote(last) for s in shards)))
+            stats = await asyncio.gather(*(s.stats.remote() for s in shards))
+            statuses = Counter(x for led in ledgers for x in led["status"])
+            shard_cpu = sum(proc_cpu_s(p) for p in shard_pids())
+        finally:
+            for s in shards:
+                try:
+                    await asyncio.wait_for(s.close.remote(), timeout=10)
+                except Exception:  # noqa: BLE001
+                    pass
+            node_rss = proc_rss_bytes(phases.node_pid) / MIB
+            ray_rss = rss_mib(ray_pids(set(shard_pids())))
+            for s in shards:
+                ray.kill(s)
+            await chain.close()
+            ray.shutdown()
+    wall = time.perf_counter() - t_start
+    first = active_ticks[0]
+    result = {
+        "benchmark": "scale",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "settings": {"agents": n, "shards": a.shards, "gas_limit": a.gas_limit, "base_fee": 0,
+                     "mining": "driven: tick every shard, then evm_mine (as a driven run)",
+                     "idle_ticks": a.idle_ticks, "quick": a.quick,
+                     "replace_after_blocks": a.replace_after_blocks if a.replace_after_blocks is not None
+                     else ShardConfig.__dataclass_fields__["replace_after_blocks"].default,
+                     "contracts": COMPILE_NOTE or ["compiled from the source tree"]},
+        "phase_s": phases.times,
+        "rss_mib_after_phase": phases.rss,
+        "peak_rss_mib": {
+            "driver_plus_shards": sampler.peak_total / MIB,
+            "driver": sampler.peak_by_pid.get(os.getpid(), 0) / MIB,
+            "shards": {str(p): v / MIB for p, v in sampler.peak_by_pid.items() if p != os.getpid()},
+            "ray_system_at_end": ray_rss,
+            "node_at_end": node_rss,
+        },
+        "funding": {"runner": funding, "batched_s": fast_s, "wallets": n},
+        "ticks": {
+            "active": len(active_ticks),
+            "first_tick_ms": first["wall_ms"], "first_tick_sent": first["sent"],
+            "first_tick_shard_step_ms": first["shard_step_ms"],
+            "active_tick_ms_median": median([t["wall_ms"] for t in active_ticks[1:]]) if len(active_ticks) > 1
+            else None,
+            "idle_tick_ms_median": median([t["wall_ms"] for t in idle_ticks]) if idle_ticks else None,
+            "idle_shard_step_ms_median": median([x for t in idle_ticks for x in t["shard_step_ms"]])
+            if idle_ticks else None,
+            "per_tick": ticks,
+        },
+        "ledger": dict(statuses),
+        "shard_stats": stats,
+        "shard_cpu_s": shard_cpu,
+        "driver_cpu_s": time.process_time() - cpu0,
+        "foreign_cores": max(0.0, (machine_busy_s() - busy0 - (time.process_time() - cpu0) - shard_cpu)) / wall,
+        "quiet_before": quiet,
+        "wall_s": wall,
+    }
+    print(f"  first tick: {first['sent']:,} adds sent in {first['wall_ms']:.0f} ms "
+          f"(shards' own step {first['shard_step_ms']} ms); {len(active_ticks)} ticks until all final; "
+          f"idle tick {result['ticks']['idle_tick_ms_median']:.0f} ms")
+    print(f"  ledger {dict(statuses)}")
+    print(f"  peak RSS driver + shards {result['peak_rss_mib']['driver_plus_shards']:.0f} MiB "
+          f"(driver {result['peak_rss_mib']['driver']:.0f}, shards "
+          f"{', '.join(f'{v:.0f}' for v in result['peak_rss_mib']['shards'].values())}); Ray's own processes "
+          f"{ray_rss:.0f} MiB; node {node_rss:.0f} MiB")
+    if "total_s" in funding:
+        print(f"  funding {n:,} wallets the run's way: {funding['total_s']:.1f} s (signing {funding['sign_s']:.1f} s, "
+              f"sending and waiting {funding['send_and_wait_s']:.1f} s, {funding['http_requests']:,} HTTP requests); "
+              f"pre-signed in batches: {fast_s:.1f} s")
+    print(f"total {wall:.0f} s")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, default=None, help="default 10,000 (--quick: 1,000)")
+    p.add_argument("--shards", type=int, default=max(1, os.cpu_count() or 1))
+    p.add_argument("--gas-limit", type=int, default=60_000_000)
+    p.add_argument("--idle-ticks", type=int, default=5)
+    p.add_argument("--replace-after-blocks", type=int, default=None,
+                   help="ShardConfig.replace_after_blocks (default: the framework's own default)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                   help="first wait up to S seconds for other processes to go quiet (shared machines)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: benchmarks/results/scale.json (--quick: a temporary file)")
+    a = p.parse_args(argv)
+    a.agents = a.agents or (1000 if a.quick else 10_000)
+    if a.out is None:
+        a.out = Path(tempfile.mkdtemp(prefix="dcai-bench-")) / "scale.json" if a.quick else RESULTS / "scale.json"
+    result = asyncio.run(main_async(a))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"written {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
