@@ -90,6 +90,7 @@ class BlockInfo:
     timestamp: int
     base_fee: int  # what the next block will charge
     load: float = 1.0  # the schedule's current multiplier of arrival rates
+    fill: float = 0.0  # gas used / gas limit of this block
 
 
 @dataclass
@@ -400,6 +401,10 @@ class ShardCore:
     # ---- receipts and outcomes -------------------------------------------------------------
 
     async def _read_blocks(self, upto: int) -> None:
+        """Settle our transactions mined in the blocks not yet read. Each block's hash list says which
+        are ours; only their receipts are fetched (a whole block's receipts cost the node more per
+        receipt the bigger the block, and every shard would ask for all of them). The public list
+        of contributions comes from the trainer's AddData logs, filtered by the node."""
         assert self.rpc is not None
         numbers = list(range(self.last_block + 1, upto + 1))
         if not numbers:
@@ -407,29 +412,34 @@ class ShardCore:
         if not self.pending and not self.needs_public:
             self.last_block = upto
             return
-        calls = []
-        for n in numbers:
-            calls.append(self.rpc.call("eth_getBlockReceipts", hex(n)))
-            calls.append(self.rpc.call("eth_getBlockByNumber", hex(n), False))
+        calls = [self.rpc.call("eth_getBlockByNumber", hex(n), False) for n in numbers]
+        if self.needs_public:
+            topic = "0x" + self.trainer_abi.events_by_name["AddData"].topic.hex()
+            calls.append(self.rpc.call("eth_getLogs", {"address": self.config.trainer, "topics": [topic],
+                                                       "fromBlock": hex(numbers[0]), "toBlock": hex(upto)}))
         results = await asyncio.gather(*calls)
-        trainer = self.config.trainer.lower()
-        for i, n in enumerate(numbers):
-            receipts, header = results[2 * i], results[2 * i + 1]
-            timestamp = int(header["timestamp"], 16) if header else -1
-            for receipt in receipts or []:
-                if self.needs_public and receipt.get("status") == "0x1":
-                    for log in receipt.get("logs", []):
-                        if log.get("address", "").lower() == trainer:
-                            decoded = self.trainer_abi.decode_log(log)
-                            if decoded and decoded[0] == "AddData":
-                                a = decoded[1]
-                                self.public.append(PublicContribution(
-                                    a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]),
-                                    int(a["cost"]), n))
-                p = self.pending.get(receipt["transactionHash"])
-                if p is not None:
-                    await self._apply_receipt(p, receipt, timestamp)
-            self.last_block = n
+        if self.needs_public:
+            for log in sorted(results.pop(), key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16))):
+                decoded = self.trainer_abi.decode_log(log)
+                if decoded and decoded[0] == "AddData":
+                    a = decoded[1]
+                    self.public.append(PublicContribution(
+                        a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]), int(a["cost"]),
+                        int(log["blockNumber"], 16)))
+        ours: list[tuple[str, int]] = []
+        read_upto = self.last_block
+        for n, header in zip(numbers, results):
+            if not header:
+                break
+            timestamp = int(header["timestamp"], 16)
+            ours.extend((h, timestamp) for h in header.get("transactions", []) if h in self.pending)
+            read_upto = n
+        receipts = await asyncio.gather(*(self.rpc.call("eth_getTransactionReceipt", h) for h, _ in ours))
+        for (h, timestamp), receipt in zip(ours, receipts):
+            p = self.pending.get(h)
+            if p is not None and receipt is not None:
+                await self._apply_receipt(p, receipt, timestamp)
+        self.last_block = read_upto
 
     async def _apply_receipt(self, p: _Pending, receipt: dict[str, Any], timestamp: int) -> None:
         r = p.record
@@ -521,7 +531,9 @@ class ShardCore:
         """Re-send transactions pending too long with the same nonce and fees raised enough for the
         node's replacement rule; whichever is mined first settles the other."""
         after = self.config.replace_after_blocks
-        if after <= 0 or not self.acting:
+        if after <= 0 or not self.acting or block.fill > 0.9:
+            # Behind full blocks a transaction is queued, not stuck: outbidding everyone else in the
+            # same queue is a policy's choice (a tip per action), not the wallet's.
             return
         stuck = [p for p in self.pending.values()
                  if block.number - p.record.submitted_block >= after and not p.record.replaces

@@ -153,8 +153,9 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
 async def latest(client: Any) -> BlockInfo:
     b = await client.get_block("latest")
     base_fee = int(b.get("baseFeePerGas", "0x0"), 16)
-    return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16),
-                     next_base_fee(base_fee, int(b["gasUsed"], 16), int(b["gasLimit"], 16)))
+    used, limit = int(b["gasUsed"], 16), int(b["gasLimit"], 16)
+    return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16), next_base_fee(base_fee, used, limit),
+                     fill=used / limit if limit else 0.0)
 
 
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:

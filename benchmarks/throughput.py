@@ -225,8 +225,9 @@ async def block_info(client: RpcClient) -> BlockInfo:
     b = await client.get_block("latest")
     assert b is not None
     base_fee = int(b.get("baseFeePerGas", "0x0"), 16)
-    return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16),
-                     next_base_fee(base_fee, int(b["gasUsed"], 16), int(b["gasLimit"], 16)))
+    used, limit = int(b["gasUsed"], 16), int(b["gasLimit"], 16)
+    return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16), next_base_fee(base_fee, used, limit),
+                     fill=used / limit if limit else 0.0)
 
 
 async def drive(chain: Chain, miner: Miner, n: int, tick_all: Any, w: Window) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Transactor:
         self.gas_used = 0
         self.sent = 0
 
-    async def _base_fee(self) -> int:
+    async def base_fee(self) -> int:
         block = await self.client.get_block("latest")
         return int(block.get("baseFeePerGas", "0x0"), 16) if block else 0
 
@@ -82,12 +82,14 @@ class Transactor:
             tx["to"] = to
         return int(await self.client.call("eth_estimateGas", tx), 16)
 
-    async def sign(self, to: str | None, data: bytes, value: int = 0, gas: int | None = None) -> SignedTx:
+    async def sign(self, to: str | None, data: bytes, value: int = 0, gas: int | None = None,
+                   base_fee: int | None = None) -> SignedTx:
+        """Sign the next transaction. Pass `base_fee` when signing many at once (one block read)."""
         if self.nonce is None:
             self.nonce = await self.client.nonce(self.account.address)
         if gas is None:
             gas = int(await self.estimate(to, data, value) * GAS_PAD)
-        tip, cap = fee_caps(await self._base_fee(), self.tip)
+        tip, cap = fee_caps(base_fee if base_fee is not None else await self.base_fee(), self.tip)
         tx = sign_eip1559(
             self.account,
             chain_id=self.chain_id,
@@ -122,6 +124,27 @@ class Transactor:
             raise TransactionFailed(what, receipt)
         return receipt
 
+    async def wait_all(self, hashes: list[str], timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        """Receipts of many transactions, polled together in JSON-RPC batches."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        found: dict[str, dict[str, Any]] = {}
+        while True:
+            missing = [h for h in hashes if h not in found]
+            if not missing:
+                return [found[h] for h in hashes]
+            for h, r in zip(missing, await self.client.batch([("eth_getTransactionReceipt", [h]) for h in missing])):
+                if isinstance(r, dict):
+                    found[h] = r
+            if len(found) == len(hashes):
+                continue
+            if loop.time() > deadline:
+                raise TimeoutError(f"{len(hashes) - len(found)} receipts missing after {timeout_s:.0f} s")
+            if self.mine is not None:
+                await self.mine()
+            else:
+                await asyncio.sleep(0.05)
+
     async def send_many(self, txs: list[SignedTx]) -> list[dict[str, Any]]:
         """Send pre-signed transactions in one batch, then wait for all receipts."""
         results = await self.client.batch([("eth_sendRawTransaction", [t.raw_hex]) for t in txs])
@@ -129,7 +152,7 @@ class Transactor:
             if isinstance(r, RpcError):
                 self.nonce = None
                 raise r
-        receipts = [await wait_receipt(self.client, t.hash_hex, mine=self.mine) for t in txs]
+        receipts = await self.wait_all([t.hash_hex for t in txs])
         for t, r in zip(txs, receipts):
             self.gas_used += int(r["gasUsed"], 16)
             if r.get("status") != "0x1":

@@ -60,7 +60,7 @@ CONTRIBUTION_COLUMNS = ["block", "tx_index", "log_index", "tx_hash", "author", "
 DRAIN_BLOCKS = 60  # after the schedule ends, blocks allowed for in-flight transactions to settle
 MIN_WARP_BLOCKS = 10  # skip idle chain time only when the gap is worth this many blocks
 DRIVEN_GENESIS = 1_700_000_000  # chain time of block 0 in driven runs: the same every run
-FUNDING_BATCH = 200
+FUNDING_BATCH = 500
 
 
 class RunError(RuntimeError):
@@ -399,7 +399,9 @@ class Run:
             raise RunError(f"the funding account holds {have / 1e18:.4f} ether, the agents need {need / 1e18:.4f}")
         items = list(amounts.items())
         for i in range(0, len(items), FUNDING_BATCH):
-            batch = [await tx.sign(addr, b"", value, gas=21_000) for addr, value in items[i:i + FUNDING_BATCH]]
+            base_fee = await tx.base_fee()  # one read per batch, not per transfer
+            batch = [await tx.sign(addr, b"", value, gas=21_000, base_fee=base_fee)
+                     for addr, value in items[i:i + FUNDING_BATCH]]
             await tx.send_many(batch)
         self.funding = amounts
         self.start_balances = await self._balances(list(amounts), "latest")
@@ -516,8 +518,9 @@ class Run:
         b = await self.client.get_block("latest")
         assert b is not None
         base_fee = int(b.get("baseFeePerGas", "0x0"), 16)
-        upcoming = next_base_fee(base_fee, int(b["gasUsed"], 16), int(b["gasLimit"], 16))
-        return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16), upcoming)
+        used, limit = int(b["gasUsed"], 16), int(b["gasLimit"], 16)
+        upcoming = next_base_fee(base_fee, used, limit)
+        return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16), upcoming, fill=used / limit if limit else 0.0)
 
     async def _loop(self) -> None:
         assert self.client is not None and self.monitor is not None and self.evaluator is not None
