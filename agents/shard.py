@@ -157,6 +157,7 @@ class ShardCore:
             self.errors.update(a.errors)
             self._events.update({t: a for t in a.events})
         self.trainer_bytes = bytes.fromhex(config.trainer[2:])
+        self._add_topic = "0x" + self.trainer_abi.events_by_name["AddData"].topic.hex()
         self.mechanism = Mechanism(
             kind=config.mechanism, cost_weight=config.cost_weight, refund_wait=config.refund_wait,
             owner_claim_wait=config.owner_claim_wait if config.owner_claim_wait is not None else config.refund_wait,
@@ -451,7 +452,17 @@ class ShardCore:
         c = p.contribution
         if receipt.get("status") == "0x1":
             for log in receipt.get("logs", []):
-                topic = bytes.fromhex(log["topics"][0][2:]) if log.get("topics") else b""
+                topics = log.get("topics")
+                if topics and topics[0] == self._add_topic and r.action == "add" and c is not None:
+                    # AddData(int64[] d, uint64 c, uint256 t, address indexed sender, uint256 cost): the
+                    # data words are [offset of d, c, t, cost, ...]; read t and cost without a full decode.
+                    data = log["data"]
+                    c.added_time = int(data[2 + 128:2 + 192], 16)
+                    r.deposit = c.deposit = int(data[2 + 192:2 + 256], 16)
+                    r.received = r.value - r.deposit
+                    c.state = ContributionState.ADDED
+                    continue
+                topic = bytes.fromhex(topics[0][2:]) if topics else b""
                 abi = self._events.get(topic)
                 decoded = abi.decode_log(log) if abi else None
                 if decoded is None:

@@ -102,13 +102,37 @@ def sign_eip1559(
     data: bytes,
 ) -> SignedTx:
     """A type-2 transaction (no access list), signed: payload and hash as sent to the node."""
-    fields = [chain_id, nonce, max_priority_fee, max_fee, gas, to or b"", value, data, []]
-    digest = keccak256(b"\x02" + rlp.encode(fields))
+    # The fields' encodings are built once and reused for the signed payload (a fixed-shape RLP
+    # writer: the generic encoder was half the signing time).
+    body = b"".join((_rlp_int(chain_id), _rlp_int(nonce), _rlp_int(max_priority_fee), _rlp_int(max_fee),
+                     _rlp_int(gas), _rlp_bytes(to or b""), _rlp_int(value), _rlp_bytes(data), b"\xc0"))
+    digest = keccak256(b"\x02" + _rlp_list(body))
     sig = account.key.sign_recoverable(digest, hasher=None)
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:64], "big")
-    raw = b"\x02" + rlp.encode([*fields, sig[64], r, s])
+    tail = _rlp_int(sig[64]) + _rlp_bytes(sig[:32].lstrip(b"\x00")) + _rlp_bytes(sig[32:64].lstrip(b"\x00"))
+    raw = b"\x02" + _rlp_list(body + tail)
     return SignedTx(raw=raw, hash=keccak256(raw))
+
+
+def _rlp_bytes(b: bytes) -> bytes:
+    n = len(b)
+    if n == 1 and b[0] < 0x80:
+        return b
+    if n < 56:
+        return bytes((0x80 + n,)) + b
+    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xB7 + len(ln),)) + ln + b
+
+
+def _rlp_int(i: int) -> bytes:
+    return _rlp_bytes(i.to_bytes((i.bit_length() + 7) // 8, "big")) if i else b"\x80"
+
+
+def _rlp_list(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 56:
+        return bytes((0xC0 + n,)) + payload
+    ln = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0xF7 + len(ln),)) + ln + payload
 
 
 def contract_address(sender: bytes, nonce: int) -> str:
