@@ -41,10 +41,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def to_hex(value: int) -> str:
-    return hex(value)
-
-
 class RpcClient:
     """One connection pool to one node. Create and use it inside a running event loop."""
 

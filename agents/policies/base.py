@@ -123,15 +123,6 @@ class Observation:
     pool_pending: int | None = None
     load: float = 1.0  # the current phase's multiplier of arrival rates
 
-    # Kept for policies written against the first interface.
-    @property
-    def max_deposit(self) -> int:
-        return self.mechanism.max_deposit
-
-    @property
-    def refund_wait(self) -> int:
-        return self.mechanism.refund_wait
-
     def deposit_now(self) -> int:
         """The deposit an add mined in the next block would pay."""
         return self.mechanism.deposit_at(self.time + self.block_time, self.last_update)
