@@ -34,7 +34,7 @@ from contracts.deploy import DeployedSystem, StakeableSpec, deploy_system
 from contracts.mechanisms import MarketDriver, MarketParams, PointsSpec, deploy_market, split_test_set
 from contracts.mechanisms import Phase as MarketPhase
 from contracts.transact import TransactionFailed
-from contracts.rpc import RpcClient
+from contracts.rpc import RpcClient, redact_url
 from contracts.signing import LocalAccount, dev_accounts
 from contracts.transact import Transactor, wait_receipt
 
@@ -241,8 +241,11 @@ class Run:
     async def _setup(self) -> None:
         sc = self.scenario
         t = time.time()
-        write_json(self.run_dir / "scenario.json", sc.model_dump(mode="json"))
-        (self.run_dir / "scenario.yaml").write_text(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False))
+        resolved = sc.model_dump(mode="json")
+        if resolved["chain"].get("rpc_url"):  # a node URL may carry credentials: never store them
+            resolved["chain"]["rpc_url"] = redact_url(resolved["chain"]["rpc_url"])
+        write_json(self.run_dir / "scenario.json", resolved)
+        (self.run_dir / "scenario.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         check_policies(sc, self.source or "<scenario>")
 
         compiled = compile_contracts()
