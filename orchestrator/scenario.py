@@ -197,7 +197,12 @@ class ModelConfig(_Strict):
 
 
 class DatasetConfig(_Strict):
-    name: Literal["synthetic_sparse", "breast_cancer"] = "synthetic_sparse"
+    name: Literal["synthetic_sparse", "breast_cancer", "digits", "tictactoe", "csv", "libsvm"] = Field(
+        "synthetic_sparse", description="bundled or generated data, or the user's own file (csv, libsvm)")
+    path: str | None = Field(None, description="csv / libsvm: the file (relative to the working directory)")
+    label_column: int | str = Field(-1, description="csv: the label column, by index or header name")
+    positive: str | None = Field(None, description="csv / libsvm / digits: the label value that counts as 1 "
+                                 "(default: the larger of exactly two values; digits: 5-9 vs 0-4)")
     samples: int = Field(2000, ge=20)
     features: int = Field(1000, ge=2, description="vocabulary size (synthetic_sparse)")
     avg_length: int = Field(
@@ -208,6 +213,12 @@ class DatasetConfig(_Strict):
         0.08, gt=0, lt=1, description="share of samples the model is trained on before deploy"
     )
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share held out for evaluation")
+
+    @model_validator(mode="after")
+    def _file_needs_a_path(self) -> DatasetConfig:
+        if self.name in ("csv", "libsvm") and not self.path:
+            raise ValueError(f"dataset {self.name!r} needs 'path': the file to read")
+        return self
 
     @model_validator(mode="after")
     def _agents_get_the_rest(self) -> DatasetConfig:
