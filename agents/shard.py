@@ -12,6 +12,7 @@ right after. Keys are derived here from the seed and never leave the process.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -678,11 +679,23 @@ class ShardCore:
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
             "http_requests": self.client.requests if self.client else 0,
+            "pid": os.getpid(),
+            "ray_node": _ray_node_id(),
         }
 
     def agent_summaries(self) -> list[dict[str, Any]]:
         return [{"agent": a.id, "group": a.group, "policy": a.policy.name, "address": a.wallet.address,
                  "spent": a.spent, "contributions": len(a.contributions)} for a in self.agents]
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this shard runs on (None outside Ray): shows where a cluster placed it."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - informative only
+        return None
 
 
 def make_actor_class(num_cpus: float = 1.0) -> Any:

@@ -25,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
     run = Run(scenario, results_root=Path(args.out) if args.out else None, run_id=args.run_id,
-              progress=False if args.no_progress else None, source=args.scenario)
+              progress=False if args.no_progress else None, source=args.scenario, ray_address=args.ray_address)
     run_dir = run.execute()
     summary_path = run_dir / "summary.json"
     status = "unknown"
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="results root (default: the scenario's outputs.dir)")
     r.add_argument("--run-id", default=None)
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (host:port; default RAY_ADDRESS, else a private local Ray)")
     r.set_defaults(func=cmd_run)
     v = sub.add_parser("validate", help="check a scenario file")
     v.add_argument("scenario")

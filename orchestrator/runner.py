@@ -106,8 +106,10 @@ class RunState:
 
 class Run:
     def __init__(self, scenario: Scenario, *, results_root: Path | None = None, run_id: str | None = None,
-                 progress: bool | None = None, source: str | None = None, honest_only: bool = False):
+                 progress: bool | None = None, source: str | None = None, honest_only: bool = False,
+                 ray_address: str | None = None):
         self.scenario = scenario
+        self.ray_address = ray_address  # an existing cluster to join; shards spread over its nodes
         self.honest_only = honest_only  # the counterfactual: same seed, same honest agents, nobody else
         self.baseline_dir: Path | None = None
         self.source = source
@@ -173,11 +175,9 @@ class Run:
         of this run's accuracy below it."""
         import ray
 
-        if not ray.is_initialized():  # one Ray for both runs
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, configure_logging=False)
-            self._started_ray = True
+        self._ensure_ray()  # one Ray for both runs
         base = Run(self.scenario, results_root=self.run_dir, run_id="baseline", progress=self.show_progress,
-                   source=self.source, honest_only=True)
+                   source=self.source, honest_only=True, ray_address=self.ray_address)
         self.baseline_dir = base.execute()
 
     async def _main(self) -> None:
@@ -353,17 +353,16 @@ class Run:
     async def _start_shards(self, url: str, chain_id: int, specs: list[AgentSpec]) -> list[Any]:
         import ray
 
-        if not ray.is_initialized():
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=True,
-                     configure_logging=False)
-            self._started_ray = True
+        self._ensure_ray()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n_shards = max(1, min(len(specs), cpus))
         # User policies importable here (module.path:Class) must import in the shard processes too.
         user_paths = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
                       and not p.startswith(sys.base_prefix)]
         pythonpath = os.pathsep.join(user_paths + [os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
-        actor_cls = make_actor_class(num_cpus=1).options(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        # SPREAD: on a cluster of several machines the shards go to different nodes, not the driver's.
+        actor_cls = make_actor_class(num_cpus=1).options(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+                                                         scheduling_strategy="SPREAD")
         assert self.system is not None
         wanted = ("CollaborativeTrainer", "DataHandler", self.system.model_contract, self.system.incentive_contract)
         abis = {name: a.abi for name, a in self.system.abis.items() if name in wanted}
@@ -386,6 +385,22 @@ class Run:
         await asyncio.gather(*(s.start.remote() for s in shards))
         log.info("shards started", shards=n_shards, agents=len(specs))
         return shards
+
+    def _ensure_ray(self) -> None:
+        """Join the cluster at `ray_address` (or RAY_ADDRESS), else start a private one on this
+        machine; a Ray the caller already initialised is used as it is."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        address = self.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, log_to_driver=True, configure_logging=False)
+        else:
+            ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
+                     log_to_driver=True, configure_logging=False)
+        self._started_ray = True
+        log.info("ray ready", address=address or "local", nodes=len([n for n in ray.nodes() if n.get("Alive")]))
 
     async def _fund(self, tx: Transactor, specs: list[AgentSpec], addresses: list[str]) -> None:
         assert self.client is not None
