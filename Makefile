@@ -43,6 +43,10 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 bench: $(BENCH_STAMP) $(NPM_STAMP)
 	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.gas $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/gas.json,)
+	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
+	if [ -f benchmarks/accuracy.py ]; then $(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS); fi
+	$(BIN)/python benchmarks/report_results.py
 
 clean-cache:
 	rm -rf .cache

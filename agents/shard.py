@@ -25,6 +25,7 @@ from contracts.rpc import RpcClient, RpcError
 from contracts.signing import LocalAccount, derive_key
 
 from . import gas as gas_limits
+from . import shard_recovery
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus, to_columns
 from .policies.base import (
@@ -60,7 +61,7 @@ class AgentSpec:
 @dataclass
 class ShardConfig:
     shard_id: int
-    rpc_url: str
+    rpc_url: str | list[str]  # several: endpoints of one chain, in this shard's order of preference
     chain_id: int
     seed: int
     trainer: str
@@ -83,6 +84,14 @@ class ShardConfig:
     owner_claim_wait: int | None = None
     any_address_claim_wait: int | None = None
     stake: int | None = None  # prediction_market: the stake sent with each contribution
+    # The model behind the trainer: gas limits depend on its family and class count, and policies
+    # that pick a wrong label or make up inputs need the classes and the input form.
+    model_contract: str = "SparsePerceptron"
+    n_classes: int = 2
+    n_features: int = 0  # 0: unknown
+    # Keep each transaction's signed bytes until the node's next state dump covers it: after a node
+    # crash they are re-broadcast as they were (same hash), never signed anew.
+    keep_raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,9 @@ class ShardCore:
             account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
             rng = np.random.default_rng([config.seed, spec.agent_id])
             samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
-            policy = resolve_policy(spec.policy)(PolicyContext(spec.agent_id, rng, spec.params, samples))
+            policy = resolve_policy(spec.policy)(PolicyContext(
+                spec.agent_id, rng, spec.params, samples, n_classes=config.n_classes,
+                dense=config.model_contract.startswith("Dense"), n_features=config.n_features))
             fees = spec.fees or config.fees
             if config.unique_tips:
                 fees = replace(fees, tip=fees.tip + spec.agent_id)
@@ -183,6 +194,7 @@ class ShardCore:
         self.records: list[LedgerRecord] = []
         self.pending: dict[str, _Pending] = {}
         self.by_nonce: dict[tuple[str, int], list[str]] = {}
+        self._raw: dict[str, str] = {}  # tx hash -> signed bytes (hex), while a crash could lose it
         self.last_block = -1
         self.last_update = 0
         self.acting = True
@@ -346,24 +358,25 @@ class ShardCore:
                  ) -> tuple[Agent, str, bytes, int, int, BlockInfo, Contribution | None, PublicContribution | None,
                             int | None] | None:
         t = self.trainer_abi
+        model, k = self.config.model_contract, self.config.n_classes
         if isinstance(action, AddData):
             c = agent.new_contribution(action.sample)
             return (agent, "add", t.encode("addData", list(c.data), c.label), action.value,
-                    gas_limits.add_data_gas(len(c.data)), block, c, None, action.tip)
+                    gas_limits.add_data_gas(len(c.data), model, k), block, c, None, action.tip)
         if isinstance(action, Refund):
             c = agent.by_id(action.contribution_id)
             if c.state is not ContributionState.ADDED:
                 return None
             c.state = ContributionState.REFUND_SENT
             return (agent, "refund", t.encode("refund", list(c.data), c.label, c.added_time), 0,
-                    gas_limits.refund_gas(len(c.data)), block, c, None, action.tip)
+                    gas_limits.refund_gas(len(c.data), model, k), block, c, None, action.tip)
         if isinstance(action, Report):
             g = action.target
             return (agent, "report", t.encode("report", list(g.data), g.label, g.added_time, g.author), 0,
-                    gas_limits.report_gas(len(g.data)), block, None, g, action.tip)
+                    gas_limits.report_gas(len(g.data), model, k), block, None, g, action.tip)
         if isinstance(action, PredictTx):
             return (agent, "spam", t.encode("predict", list(action.data)), 0,
-                    gas_limits.predict_gas(len(action.data)), block, None, None, action.tip)
+                    gas_limits.predict_gas(len(action.data), model, k), block, None, None, action.tip)
         raise TypeError(f"unknown action {action!r}")
 
     async def _send(self, agent: Agent, kind: str, data: bytes, value: int, gas: int, block: BlockInfo,
@@ -390,6 +403,8 @@ class ShardCore:
         self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
         agent.in_flight += 1
         report.sent += 1
+        if self.config.keep_raw:
+            self._raw[tx.hash_hex] = tx.raw_hex
         try:
             await self.rpc.call("eth_sendRawTransaction", tx.raw_hex)
         except RpcError as e:
@@ -616,10 +631,86 @@ class ShardCore:
             p.agent.wallet.invalidate_nonce()
         return len(ours)
 
+    def snapshot(self, block: int) -> bytes:
+        """This shard's state between ticks (no keys), for a replacement if this actor dies."""
+        return shard_recovery.snapshot(self, block)
+
+    async def restore(self, blob: bytes, head: int) -> dict[str, int]:
+        """Replacement shard: take the dead one's snapshot, then adopt from the chain what its
+        agents sent after it (agents/shard_recovery.py)."""
+        block = shard_recovery.restore(self, blob)
+        return await shard_recovery.adopt(self, block + 1, head)
+
+    def checkpoint(self, block: int) -> int:
+        """The node's state up to `block` is safe in a dump: signed bytes of transactions settled
+        at or before it are no longer needed. Returns how many are still kept."""
+        settled = {r.tx_hash for r in self.records
+                   if r.tx_hash in self._raw and r.tx_hash not in self.pending
+                   and (r.status in (TxStatus.DROPPED, TxStatus.REPLACED) or 0 <= r.included_block <= block)}
+        for h in settled:
+            del self._raw[h]
+        return len(self._raw)
+
+    async def notify_restart(self, first_lost: int) -> dict[str, int]:
+        """The node died and came back from a dump that ends at block `first_lost - 1`: the blocks
+        after it and the whole pool are gone. Outcomes read from lost blocks are undone; every
+        transaction whose fate is now unknown is looked up (it may sit in a restored block whose
+        receipt we had not read yet), and the rest are re-broadcast with their original signed
+        bytes, in nonce order per sender. What the node refuses is dropped, with the reason."""
+        assert self.rpc is not None
+        undone = self._undo_from(first_lost)
+        unknown = list(self.pending)
+        found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in unknown))
+        lost: list[str] = []
+        for h, tx in zip(unknown, found):
+            if tx is not None and tx.get("blockNumber"):
+                continue  # mined in a restored block: the next block read settles it
+            lost.append(h)
+        by_sender: dict[str, list[_Pending]] = {}
+        for h in lost:
+            p = self.pending[h]
+            by_sender.setdefault(p.record.sender, []).append(p)
+        resent = refused = 0
+
+        async def rebroadcast(pends: list[_Pending]) -> None:
+            nonlocal resent, refused
+            gap: str | None = None  # once a nonce is lost, the sender's later ones could never run
+            # The highest fee first at each nonce: a lower sibling is then refused as underpriced.
+            for p in sorted(pends, key=lambda q: (q.record.nonce, -q.record.max_fee)):
+                h = p.record.tx_hash
+                if h not in self.pending:
+                    continue
+                raw = self._raw.get(h)
+                reason = gap or (None if raw is not None else "lost with the node (no signed copy kept)")
+                if reason is None:
+                    try:
+                        await self.rpc.call("eth_sendRawTransaction", raw)
+                        resent += 1
+                        continue
+                    except RpcError as e:
+                        reason = f"lost with the node, refused on re-broadcast: {e.message}"
+                siblings = [x for x in self.by_nonce.get((p.record.sender, p.record.nonce), [])
+                            if x != h and x in self.pending]
+                self._finish(h, TxStatus.DROPPED, reason=reason)
+                p.agent.wallet.invalidate_nonce()
+                refused += 1
+                if not siblings and gap is None:
+                    gap = f"lost with the node: nonce {p.record.nonce} before it was not restored"
+
+        await asyncio.gather(*(rebroadcast(v) for v in by_sender.values()))
+        return {"undone": len(undone), "resent": resent, "refused": refused}
+
     async def notify_reorg(self, first_replaced: int) -> int:
         """Blocks from `first_replaced` on were replaced. Outcomes read from them no longer hold:
         those transactions become pending again and are looked up at once (a reorg drops them from
         anvil, so most end `dropped` and their senders resync their nonces)."""
+        undone = self._undo_from(first_replaced)
+        if undone:
+            await self._check_stale(first_replaced, only=undone)
+        return len(undone)
+
+    def _undo_from(self, first_replaced: int) -> list[str]:
+        """Forget every outcome read from blocks `first_replaced` and later: pending again."""
         undone: list[str] = []
         for r in self.records:
             if r.included_block < first_replaced or r.status not in (TxStatus.INCLUDED, TxStatus.REVERTED):
@@ -642,9 +733,7 @@ class ShardCore:
             undone.append(r.tx_hash)
         self.public = [c for c in self.public if c.block < first_replaced]
         self.last_block = min(self.last_block, first_replaced - 1)
-        if undone:
-            await self._check_stale(first_replaced, only=undone)
-        return len(undone)
+        return undone
 
     async def _resync_nonces(self, force: bool = False) -> None:
         assert self.rpc is not None
@@ -679,6 +768,7 @@ class ShardCore:
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
             "http_requests": self.client.requests if self.client else 0,
+            "rpc": self.client.stats() if self.client else {},
             "pid": os.getpid(),
             "ray_node": _ray_node_id(),
         }

@@ -61,7 +61,8 @@ class SparsePerceptronSpec:
         return len(self.weights)
 
     def constructor(self) -> tuple[list[str], list[Any]]:
-        return ["string[]", "int80", "int80"], [list(self.classifications), self.intercept, self.learning_rate]
+        return (["string[]", "int80", "int80", "uint256"],
+                [list(self.classifications), self.intercept, self.learning_rate, self.n_features])
 
     def init_calls(self, abi: ContractABI, gas_limit: int) -> list[tuple[str, bytes]]:
         size = chunk_size(gas_limit, self.n_features)

@@ -35,6 +35,8 @@ from .deploy import DeployedSystem, DeploymentError, abis_of, verify_system
 from .encoders import round_half_up
 from .models import (
     FIXED_POINT,
+    INT64,
+    INT80,
     DenseNearestCentroidSpec,
     DensePerceptronSpec,
     ModelSpecError,
@@ -94,11 +96,17 @@ class _Reader:
             self.fail(field, f"expected {_kind_name(kind)}, got {type(value).__name__}")
         return value
 
-    def real(self, field: str, value: Any) -> int:
-        """A JSON number as fixed point x1e9."""
+    def real(self, field: str, value: Any, bounds: tuple[int, int] | None = None) -> int:
+        """A JSON number as fixed point x1e9; `bounds` the contract's integer type for it, so a value
+        it cannot hold is named here, in the file's units, rather than as a raw integer later."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(field, f"expected a number, got {value!r}")
-        return value * FIXED_POINT if isinstance(value, int) else round_half_up(value * FIXED_POINT)
+        fixed = value * FIXED_POINT if isinstance(value, int) else round_half_up(value * FIXED_POINT)
+        if bounds is not None and not bounds[0] <= fixed <= bounds[1]:
+            bits = {INT80: "int80", INT64: "int64"}.get(bounds, "integer")
+            self.fail(field, f"{value!r} is out of range: the contract holds it as {bits} fixed point "
+                             f"(x1e9), i.e. between {bounds[0] / FIXED_POINT:.6g} and {bounds[1] / FIXED_POINT:.6g}")
+        return fixed
 
     def count(self, field: str, value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
@@ -148,12 +156,12 @@ def _sparse_perceptron(r: _Reader) -> SparsePerceptronSpec:
         if sparse:
             r.fail("featureIndices", "cannot be combined with sparseWeights")
         for i, (idx, w) in enumerate(zip(indices, dense)):
-            pairs[r.index(f"featureIndices[{i}]", idx)] = r.real(f"weights[{i}]", w)
+            pairs[r.index(f"featureIndices[{i}]", idx)] = r.real(f"weights[{i}]", w, INT80)
     else:
         for i, w in enumerate(dense):
-            pairs[i] = r.real(f"weights[{i}]", w)
+            pairs[i] = r.real(f"weights[{i}]", w, INT80)
         for key, w in sparse.items():
-            pairs[r.index(f"sparseWeights[{key!r}]", key)] = r.real(f"sparseWeights[{key!r}]", w)
+            pairs[r.index(f"sparseWeights[{key!r}]", key)] = r.real(f"sparseWeights[{key!r}]", w, INT80)
     if not pairs:
         r.fail("weights", "no weights given")
     n = max(pairs) + 1
@@ -164,8 +172,8 @@ def _sparse_perceptron(r: _Reader) -> SparsePerceptronSpec:
     weights = [0] * n
     for idx, w in pairs.items():
         weights[idx] = w
-    return SparsePerceptronSpec(weights=weights, intercept=r.real("intercept", r.get("intercept", 0)),
-                                learning_rate=r.real("learningRate", r.get("learningRate", DEFAULT_LEARNING_RATE)),
+    return SparsePerceptronSpec(weights=weights, intercept=r.real("intercept", r.get("intercept", 0), INT80),
+                                learning_rate=r.real("learningRate", r.get("learningRate", DEFAULT_LEARNING_RATE), INT80),
                                 classifications=(classes[0], classes[1]))
 
 
@@ -173,12 +181,12 @@ def _dense_perceptron(r: _Reader) -> DensePerceptronSpec:
     classes = r.classifications()
     if len(classes) != 2:
         r.fail("classifications", f"a perceptron has 2 classes, got {len(classes)}")
-    weights = [r.real(f"weights[{i}]", w) for i, w in enumerate(r.get("weights", kind=list))]
+    weights = [r.real(f"weights[{i}]", w, INT80) for i, w in enumerate(r.get("weights", kind=list))]
     indices = r.get("featureIndices", None, kind=(list, type(None)))
     if indices is not None and list(indices) != list(range(len(weights))):
         r.fail("featureIndices", "a dense perceptron takes the whole vector: feature indices must be 0..n-1")
-    return DensePerceptronSpec(weights=weights, intercept=r.real("intercept", r.get("intercept", 0)),
-                               learning_rate=r.real("learningRate", r.get("learningRate", DEFAULT_LEARNING_RATE)),
+    return DensePerceptronSpec(weights=weights, intercept=r.real("intercept", r.get("intercept", 0), INT80),
+                               learning_rate=r.real("learningRate", r.get("learningRate", DEFAULT_LEARNING_RATE), INT80),
                                classifications=(classes[0], classes[1]))
 
 
@@ -188,6 +196,7 @@ def _naive_bayes(r: _Reader) -> NaiveBayesSpec:
     if len(class_counts) != len(classes):
         r.fail("classCounts", f"{len(class_counts)} counts for {len(classes)} classes")
     raw = r.get("featureCounts", kind=list)
+    vocabulary = r.count("totalNumFeatures", r.get("totalNumFeatures"))
     if len(raw) != len(classes):
         r.fail("featureCounts", f"{len(raw)} classes, expected {len(classes)}")
     feature_counts: list[dict[int, int]] = []
@@ -200,9 +209,10 @@ def _naive_bayes(r: _Reader) -> NaiveBayesSpec:
             if not isinstance(pair, list) or len(pair) != 2:
                 r.fail(where, f"expected an [index, count] pair, got {pair!r}")
             idx = r.index(where, pair[0])
+            if idx >= vocabulary:
+                r.fail(where, f"feature index {idx} is not below totalNumFeatures ({vocabulary})")
             counts[idx] = counts.get(idx, 0) + r.count(where, pair[1])
         feature_counts.append(counts)
-    vocabulary = r.count("totalNumFeatures", r.get("totalNumFeatures"))
     smoothing = r.real("smoothingFactor", r.get("smoothingFactor", DEFAULT_SMOOTHING))
     return NaiveBayesSpec(class_counts=class_counts, feature_counts=feature_counts, vocabulary_size=vocabulary,
                           smoothing=smoothing, classifications=classes)
@@ -227,7 +237,7 @@ def _dense_centroid(r: _Reader) -> DenseNearestCentroidSpec:
         if not isinstance(centroid, list):
             r.fail(f"centroids[{name!r}].centroid", "expected a list of values")
         classes.append(name)
-        centroids.append([r.real(f"centroids[{name!r}].centroid[{i}]", v) for i, v in enumerate(centroid)])
+        centroids.append([r.real(f"centroids[{name!r}].centroid[{i}]", v, INT64) for i, v in enumerate(centroid)])
         counts.append(n)
     return DenseNearestCentroidSpec(centroids=centroids, data_counts=counts, classifications=tuple(classes))
 

@@ -98,10 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--export", default=None, help="write the model at that block to this JSON file")
     m.set_defaults(func=cmd_model)
     from .report import build_report_parser
+    from .sweep import build_sweep_parser
     from .watch import build_watch_parser
 
     build_watch_parser(sub)
     build_report_parser(sub)
+    from .replay import build_replay_parser
+
+    build_replay_parser(sub)
+    build_sweep_parser(sub)
     return p
 
 

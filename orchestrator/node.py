@@ -64,6 +64,7 @@ class AnvilNode:
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.load_state: Path | None = None  # a state dump to start from (restart after a crash)
 
     @property
     def url(self) -> str:
@@ -83,6 +84,7 @@ class AnvilNode:
             "--order", s.order,
             *(["--timestamp", str(s.genesis_timestamp)] if s.genesis_timestamp is not None else []),
             *(["--no-mining"] if s.no_mining else []),
+            *(["--load-state", str(self.load_state)] if self.load_state is not None else []),
         ]
 
     def start(self, timeout_s: float = 15.0) -> str:
@@ -131,6 +133,14 @@ class AnvilNode:
             return self.log_path.read_text(errors="replace")[-800:]
         except OSError:
             return ""
+
+    def restart(self, state: Path, timeout_s: float = 30.0) -> str:
+        """Start again from a state dump (`anvil_dumpState`, decompressed), on the same port so that
+        every client keeps its URL. The dump holds the blocks, transactions and historical states,
+        not the pool: what was pending is gone."""
+        self.stop()
+        self.load_state = state
+        return self.start(timeout_s)
 
     @property
     def running(self) -> bool:

@@ -10,11 +10,13 @@ in one jump). Whatever happens, the node is stopped and the results folder is wr
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -34,12 +36,12 @@ from contracts.deploy import DeployedSystem, StakeableSpec, deploy_system
 from contracts.mechanisms import MarketDriver, MarketParams, PointsSpec, deploy_market, split_test_set
 from contracts.mechanisms import Phase as MarketPhase
 from contracts.transact import TransactionFailed
-from contracts.rpc import RpcClient, redact_url
+from contracts.rpc import RpcClient, RpcTransportError, merge_stats, redact_urls, rotate_endpoints
 from contracts.signing import LocalAccount, dev_accounts
 from contracts.transact import Transactor, wait_receipt
 
 from . import logs
-from .datasets import load_dataset, split
+from .datasets import for_model, load_dataset, split
 from .evaluator import MODEL_COLUMNS, Evaluator
 from .incentives import ACCOUNT_COLUMNS, AgentAccount, accounts
 from .incentives import to_columns as account_columns
@@ -50,7 +52,7 @@ from .scenario import Scenario, ScenarioError, ScenarioIssue
 from .summary import build_summary
 from .telemetry import Telemetry
 from .versions import save_initial_model
-from .training import train_sparse_perceptron
+from .training import train_initial
 
 log = structlog.get_logger("dcai.run")
 
@@ -61,6 +63,9 @@ DRAIN_BLOCKS = 60  # after the schedule ends, blocks allowed for in-flight trans
 MIN_WARP_BLOCKS = 10  # skip idle chain time only when the gap is worth this many blocks
 DRIVEN_GENESIS = 1_700_000_000  # chain time of block 0 in driven runs: the same every run
 FUNDING_BATCH = 500
+NODE_CHECKPOINT = "node_state.json.gz"  # the managed node's last state dump, in the run folder
+MAX_NODE_RESTARTS = 5  # a node that keeps dying is not a fault to ride out
+MAX_SHARD_RESTARTS = 10
 
 
 class RunError(RuntimeError):
@@ -99,16 +104,28 @@ class RunState:
     tick_errors: list[str] = field(default_factory=list)
     driver_cpu_s: float = 0.0
     shard_stats: list[dict[str, Any]] = field(default_factory=list)
+    rpc: dict[str, Any] = field(default_factory=dict)  # retries, fail-overs, faults: driver and shards
     loop_wall_s: float = 0.0
     loop_driver_cpu_s: float = 0.0
     ended_because: str = ""
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # node state dumps: count, size, time
+    restarts: list[dict[str, Any]] = field(default_factory=list)  # node crashes survived
+    shard_restarts: list[dict[str, Any]] = field(default_factory=list)  # shard actors replaced
 
 
 class Run:
+    n_classes: int = 2  # of the run's dataset; set in _setup
+
     def __init__(self, scenario: Scenario, *, results_root: Path | None = None, run_id: str | None = None,
                  progress: bool | None = None, source: str | None = None, honest_only: bool = False,
-                 ray_address: str | None = None):
+                 ray_address: str | None = None, shards: int | None = None, shard_cpus: float = 1.0,
+                 report: bool = True):
         self.scenario = scenario
+        self.write_report = report  # report.html at the end (sweeps may skip it: seconds per run)
+        # Shards and Ray CPUs per shard (None: one shard per cluster CPU). Runs sharing one cluster
+        # (sweeps) pass their share, or their shards could wait on each other's CPUs for ever.
+        self.shard_count = shards
+        self.shard_cpus = shard_cpus
         self.ray_address = ray_address  # an existing cluster to join; shards spread over its nodes
         self.honest_only = honest_only  # the counterfactual: same seed, same honest agents, nobody else
         self.baseline_dir: Path | None = None
@@ -144,6 +161,11 @@ class Run:
         self.block_time = scenario.chain.block_time
         self.telemetry = Telemetry(self.run_id, scenario.telemetry, endpoint_file=self.run_dir / "telemetry.json")
         self._resume: asyncio.Event | None = None
+        self._checkpoint_block = -1  # the node's last state dump
+        self._snapshot_block = -1  # the shards' last snapshots
+        self._shard_snapshots: list[bytes] = []
+        self._shard_configs: list[ShardConfig] = []
+        self._actor_cls: Any = None
         self.driven = scenario.chain.mining == "driven" and not scenario.chain.rpc_url
 
     # ---- entry point ------------------------------------------------------------------------
@@ -160,13 +182,15 @@ class Run:
         try:
             asyncio.run(self._main())
             try:
-                from .report import write_report
+                if self.write_report:
+                    from .report import write_report
 
-                log.info("report written", path=str(write_report(self.run_dir)))
+                    log.info("report written", path=str(write_report(self.run_dir)))
             except Exception:  # noqa: BLE001 - the report must never cost a run its results
                 log.exception("could not write the report")
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if threading.current_thread() is threading.main_thread():  # signal.signal fails elsewhere
+                signal.signal(signal.SIGINT, previous)
             logs.close()
         return self.run_dir
 
@@ -177,7 +201,8 @@ class Run:
 
         self._ensure_ray()  # one Ray for both runs
         base = Run(self.scenario, results_root=self.run_dir, run_id="baseline", progress=self.show_progress,
-                   source=self.source, honest_only=True, ray_address=self.ray_address)
+                   source=self.source, honest_only=True, ray_address=self.ray_address,
+                   shards=self.shard_count, shard_cpus=self.shard_cpus, report=self.write_report)
         self.baseline_dir = base.execute()
 
     async def _main(self) -> None:
@@ -229,6 +254,10 @@ class Run:
                                    "last_block": self.state.last_block})
             self.state.telemetry = await self.telemetry.stop()
             self._write_results()
+            if self.scenario.outputs.bundle:  # the node is still up; save_bundle never raises
+                from .bundle import save_bundle
+
+                await save_bundle(self)
             await self._teardown()
             try:
                 loop.remove_signal_handler(signal.SIGINT)
@@ -242,8 +271,8 @@ class Run:
         sc = self.scenario
         t = time.time()
         resolved = sc.model_dump(mode="json")
-        if resolved["chain"].get("rpc_url"):  # a node URL may carry credentials: never store them
-            resolved["chain"]["rpc_url"] = redact_url(resolved["chain"]["rpc_url"])
+        if resolved["chain"].get("rpc_url"):  # node URLs may carry credentials: never store them
+            resolved["chain"]["rpc_url"] = redact_urls(resolved["chain"]["rpc_url"])
         write_json(self.run_dir / "scenario.json", resolved)
         (self.run_dir / "scenario.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         check_policies(sc, self.source or "<scenario>")
@@ -253,9 +282,9 @@ class Run:
         log.info("contracts ready", compiler=compiled.compiler_version, cached=compiled.from_cache)
 
         t = time.time()
-        ds = load_dataset(sc.dataset, sc.seed)
+        ds = for_model(load_dataset(sc.dataset, sc.seed), sc.model.type)
         parts = split(ds, sc.dataset, sc.seed)
-        model_spec = train_sparse_perceptron(ds, parts.init, sc.model.learning_rate, sc.model.intercept, sc.seed)
+        model_spec = train_initial(ds, parts.init, sc.model, sc.seed)
         test_rows = parts.test if sc.evaluation.test_size is None else parts.test[: sc.evaluation.test_size]
         self.state.phase_times["dataset_s"] = time.time() - t
         log.info("dataset ready", dataset=ds.name, samples=len(ds), features=ds.n_features,
@@ -281,6 +310,10 @@ class Run:
             funder = dev_accounts(1)[0]
         self.client = RpcClient(url)
         chain_id = await self.client.chain_id()
+        if sc.outputs.bundle and self.node is not None:  # before any transaction: the replay's starting point
+            from .bundle import BUNDLE_DIR, capture_initial_state
+
+            await capture_initial_state(self.client, self.run_dir / BUNDLE_DIR)
         self.state.phase_times["node_s"] = time.time() - t
         log.info("node ready", url=self.client.display_url, managed=self.node is not None, chain_id=chain_id)
 
@@ -306,6 +339,7 @@ class Run:
                  transactions=self.system.transactions)
 
         t = time.time()
+        self.n_classes = ds.n_classes  # the shards' policies pick wrong labels among these
         specs = self._agent_specs(ds, parts.agents)
         self.shards = await self._start_shards(url, chain_id, specs)
         addresses: list[str] = []
@@ -350,18 +384,18 @@ class Run:
                 raise RunError("the counterfactual baseline needs at least one honest group")
         return specs
 
-    async def _start_shards(self, url: str, chain_id: int, specs: list[AgentSpec]) -> list[Any]:
+    async def _start_shards(self, url: str | list[str], chain_id: int, specs: list[AgentSpec]) -> list[Any]:
         import ray
 
         self._ensure_ray()
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        n_shards = max(1, min(len(specs), cpus))
+        n_shards = max(1, min(len(specs), self.shard_count if self.shard_count is not None else cpus))
         # User policies importable here (module.path:Class) must import in the shard processes too.
         user_paths = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
                       and not p.startswith(sys.base_prefix)]
         pythonpath = os.pathsep.join(user_paths + [os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
         # SPREAD: on a cluster of several machines the shards go to different nodes, not the driver's.
-        actor_cls = make_actor_class(num_cpus=1).options(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        actor_cls = make_actor_class(num_cpus=self.shard_cpus).options(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
                                                          scheduling_strategy="SPREAD")
         assert self.system is not None
         wanted = ("CollaborativeTrainer", "DataHandler", self.system.model_contract, self.system.incentive_contract)
@@ -370,7 +404,9 @@ class Run:
         shards = []
         for i in range(n_shards):
             cfg = ShardConfig(
-                shard_id=i, rpc_url=url, chain_id=chain_id, seed=sc.seed, trainer=self.system.trainer,
+                # Several endpoints: shard i prefers the i-th (load spread round-robin), fails over to the rest.
+                shard_id=i, rpc_url=rotate_endpoints(url, i), chain_id=chain_id, seed=sc.seed,
+                trainer=self.system.trainer,
                 incentive=self.system.incentive, abis=abis,
                 cost_weight=sc.incentive.cost_weight if sc.incentive.type == "stakeable" else 0,
                 stake=sc.incentive.min_stake if sc.incentive.type == "prediction_market" else None,
@@ -380,8 +416,13 @@ class Run:
                 agents=specs[i::n_shards], fees=FeeStance(), unique_tips=self.driven,
                 data_handler=self.system.data_handler, mechanism=sc.incentive.type,
                 owner_claim_wait=sc.incentive.owner_claim_wait, any_address_claim_wait=sc.incentive.any_address_claim_wait,
+                keep_raw=self.node is not None and bool(sc.chain.checkpoint_every),
+                model_contract=self.system.model_contract, n_classes=self.n_classes,
+                n_features=self.system.n_features,
             )
             shards.append(actor_cls.remote(cfg))
+            self._shard_configs.append(cfg)
+        self._actor_cls = actor_cls  # a shard that dies is replaced by one of the same class and config
         await asyncio.gather(*(s.start.remote() for s in shards))
         log.info("shards started", shards=n_shards, agents=len(specs))
         return shards
@@ -550,6 +591,7 @@ class Run:
         phases = sorted(sc.schedule.phases, key=lambda p: p.at)
         head = await self._latest()
         self.state.start_block = head.number
+        await self._checkpoint(head)  # after set-up and funding: a restart never undoes them
         for rec in await self.monitor.read(head.number):
             self.telemetry.block(rec)
         self.telemetry.accuracy(await self.evaluator.evaluate(head.number, head.timestamp))
@@ -562,69 +604,84 @@ class Run:
         loop_cpu0 = time.process_time()
         with _Progress(self.show_progress, sc.schedule.duration) as bar:
             while True:
-                offset = head.number - self.state.start_block
-                load = next((p.load for p in reversed(phases) if p.at <= offset), 1.0)
-                head = replace(head, load=load)
-                if self._resume is not None and not self._resume.is_set():
-                    paused_at = time.monotonic()
-                    await self._resume.wait()  # paused over MQTT: nothing happens, the deadline moves
-                    self.state.paused_s += time.monotonic() - paused_at
-                    deadline += time.monotonic() - paused_at
-                reports: list[TickReport] = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
-                self._absorb(reports)
-                self.telemetry.counters(self._group_counters(reports), block=head.number)
-                # After the agents sent this block's transactions, before the next block: a dropped
-                # transaction is one that was really pending, a fee shock hits the next block.
-                while acting and chaos and chaos[0].at <= offset:
-                    await self._apply_chaos(chaos.pop(0), head)
-                if head.number - last_eval >= every:
-                    rec = await self.evaluator.evaluate(head.number, head.timestamp)
-                    self.telemetry.accuracy(rec)
-                    last_eval = head.number
-                    log.debug("model evaluated", block=head.number, accuracy=rec.accuracy)
-                in_flight = sum(r.in_flight for r in reports)
-                bar.update(head.number - self.state.start_block, self.state, self._accuracy(), in_flight)
+                try:
+                    offset = head.number - self.state.start_block
+                    load = next((p.load for p in reversed(phases) if p.at <= offset), 1.0)
+                    head = replace(head, load=load)
+                    if self._resume is not None and not self._resume.is_set():
+                        paused_at = time.monotonic()
+                        await self._resume.wait()  # paused over MQTT: nothing happens, the deadline moves
+                        self.state.paused_s += time.monotonic() - paused_at
+                        deadline += time.monotonic() - paused_at
+                    reports = await self._tick_all(head)
+                    self._absorb(reports)
+                    self.telemetry.counters(self._group_counters(reports), block=head.number)
+                    # After the agents sent this block's transactions, before the next block: a dropped
+                    # transaction is one that was really pending, a fee shock hits the next block.
+                    while acting and chaos and chaos[0].at <= offset:
+                        await self._apply_chaos(chaos.pop(0), head)
+                    if head.number - last_eval >= every:
+                        rec = await self.evaluator.evaluate(head.number, head.timestamp)
+                        self.telemetry.accuracy(rec)
+                        last_eval = head.number
+                        log.debug("model evaluated", block=head.number, accuracy=rec.accuracy)
+                    if sc.chain.checkpoint_every and head.number - self._snapshot_block >= sc.chain.checkpoint_every:
+                        await self._checkpoint(head)
+                    in_flight = sum(r.in_flight for r in reports)
+                    bar.update(head.number - self.state.start_block, self.state, self._accuracy(), in_flight)
 
-                if acting and (head.number >= end_block or self._stop_requested or time.monotonic() > deadline):
-                    acting = False
-                    self.state.ended_because = ("interrupted" if self._stop_requested else
-                                                "wall-time limit" if time.monotonic() > deadline else "duration")
-                    await asyncio.gather(*(s.stop_acting.remote() for s in self.shards))
-                    self.telemetry.event("acting_stopped", block=head.number, reason=self.state.ended_because)
-                    self.telemetry.status({"state": "stopping"})
-                if acting and all(r.finished for r in reports) and not chaos and self._pause_left == 0:
-                    self.state.ended_because = "all agents finished"
-                    break
-                if not acting:
-                    drain_left -= 1
-                    if in_flight == 0 or drain_left <= 0 or (self._stop_requested and drain_left < DRAIN_BLOCKS - 5):
+                    if acting and (head.number >= end_block or self._stop_requested or time.monotonic() > deadline):
+                        acting = False
+                        self.state.ended_because = ("interrupted" if self._stop_requested else
+                                                    "wall-time limit" if time.monotonic() > deadline else "duration")
+                        await asyncio.gather(*(s.stop_acting.remote() for s in self.shards))
+                        self.telemetry.event("acting_stopped", block=head.number, reason=self.state.ended_because)
+                        self.telemetry.status({"state": "stopping"})
+                    if acting and all(r.finished for r in reports) and not chaos and self._pause_left == 0:
+                        self.state.ended_because = "all agents finished"
                         break
+                    if not acting:
+                        drain_left -= 1
+                        if in_flight == 0 or drain_left <= 0 or (self._stop_requested and drain_left < DRAIN_BLOCKS - 5):
+                            break
 
-                if self._pause_left > 0:
-                    # Mining is paused: agents keep seeing the same head; time passes on the wall only.
-                    self._pause_left -= 1
-                    if self._pause_left == 0:
-                        await self._resume_mining(head)
-                    if not driven:
-                        await asyncio.sleep(self.block_time)
-                    continue
-                block_time = self.block_time
-                warp_to = self._warp_target(reports, head, block_time) if acting else None
-                if driven:
-                    step = block_time
-                    if self._jitter:
-                        step = max(1, block_time + int(self._chaos_rng.integers(-self._jitter, self._jitter + 1)))
-                    target = warp_to if warp_to is not None else head.timestamp + step
-                    await mine(self.client, target)
-                elif warp_to is not None:
-                    await self.client.call("evm_increaseTime", warp_to - head.timestamp - block_time)
-                if warp_to is not None:
-                    self.state.warps.append({"block": head.number, "from": head.timestamp, "to": warp_to})
-                    log.info("skipping idle chain time", block=head.number, seconds=warp_to - head.timestamp)
-                    self.telemetry.event("warp", block=head.number, seconds=warp_to - head.timestamp)
-                head = await self._wait_next(head, deadline if acting else math.inf)
-                for rec in await self.monitor.read(head.number):
-                    self.telemetry.block(rec)
+                    if self._pause_left > 0:
+                        # Mining is paused: agents keep seeing the same head; time passes on the wall only.
+                        self._pause_left -= 1
+                        if self._pause_left == 0:
+                            await self._resume_mining(head)
+                        if not driven:
+                            await asyncio.sleep(self.block_time)
+                        continue
+                    block_time = self.block_time
+                    warp_to = self._warp_target(reports, head, block_time) if acting else None
+                    if driven:
+                        step = block_time
+                        if self._jitter:
+                            step = max(1, block_time + int(self._chaos_rng.integers(-self._jitter, self._jitter + 1)))
+                        target = warp_to if warp_to is not None else head.timestamp + step
+                        await mine(self.client, target)
+                    elif warp_to is not None:
+                        try:
+                            await self.client.call("evm_increaseTime", warp_to - head.timestamp - block_time)
+                        except RpcTransportError as e:
+                            # A warp is only a shortcut, and one that may have been applied is never
+                            # resent (the clock would move twice): go on, the next block's time tells.
+                            log.warning("clock warp got no answer", block=head.number, error=str(e))
+                            warp_to = None
+                    if warp_to is not None:
+                        self.state.warps.append({"block": head.number, "from": head.timestamp, "to": warp_to})
+                        log.info("skipping idle chain time", block=head.number, seconds=warp_to - head.timestamp)
+                        self.telemetry.event("warp", block=head.number, seconds=warp_to - head.timestamp)
+                    head = await self._wait_next(head, deadline if acting else math.inf)
+                    for rec in await self.monitor.read(head.number):
+                        self.telemetry.block(rec)
+                except Exception:
+                    # A dead managed node comes back from its last state dump; anything else is fatal.
+                    if not await self._node_lost():
+                        raise
+                    head = await self._recover_node()
+                    last_eval = min(last_eval, head.number)
         self.state.loop_wall_s = time.time() - loop_t0
         self.state.loop_driver_cpu_s = time.process_time() - loop_cpu0
         self.state.last_block = head.number
@@ -668,6 +725,17 @@ class Run:
                 dropped = [h for h, tx in zip(gone, found) if tx is None]
                 await asyncio.gather(*(s.notify_dropped.remote(dropped, head) for s in self.shards))
             record.update(share=ev.share, pool=len(hashes), chosen=len(chosen), dropped=len(dropped))
+        elif ev.event == "kill_shard":
+            import ray
+
+            i = (ev.shard or 0) % len(self.shards)
+            record.update(shard=i, snapshot_block=self._snapshot_block)
+            ray.kill(self.shards[i], no_restart=True)  # the process dies with whatever it held
+        elif ev.event == "kill_node":
+            assert self.node is not None and self.node.proc is not None
+            record.update(pid=self.node.proc.pid, checkpoint_block=self._checkpoint_block)
+            self.node.proc.kill()  # SIGKILL: no chance to save anything, as in a real crash
+            await asyncio.to_thread(self.node.proc.wait)
         elif ev.event == "reorg":
             await self.client.call("anvil_reorg", ev.blocks, [])
             reorged_from = head.number - ev.blocks + 1
@@ -678,6 +746,121 @@ class Run:
         self.state.events.append(record)
         self.telemetry.event("chaos", **{k: v for k, v in record.items() if k != "event"}, chaos=ev.event)
         log.info("chaos", **{("chaos" if k == "event" else k): v for k, v in record.items() if k != "wall"})
+
+    async def _checkpoint(self, head: BlockInfo) -> None:
+        """Between ticks: dump the managed node's state, and keep every shard's snapshot (a shard
+        that dies is rebuilt from it and the chain)."""
+        if not self.scenario.chain.checkpoint_every:
+            return
+        await self._checkpoint_node(head)
+        t = time.perf_counter()
+        self._shard_snapshots = list(await asyncio.gather(*(s.snapshot.remote(head.number) for s in self.shards)))
+        self._snapshot_block = head.number
+        cp = self.state.checkpoints
+        cp["shard_snapshots"] = cp.get("shard_snapshots", 0) + 1
+        cp["shard_snapshot_bytes"] = sum(len(b) for b in self._shard_snapshots)
+        cp["shard_snapshot_s"] = cp.get("shard_snapshot_s", 0.0) + time.perf_counter() - t
+
+    async def _checkpoint_node(self, head: BlockInfo) -> None:
+        """Dump the managed node's state (blocks, transactions, historical states; not the pool) to
+        the run folder, replacing the previous dump only once the new one is whole on disk."""
+        if self.node is None:
+            return
+        assert self.client is not None
+        t = time.perf_counter()
+        dump = await self.client.call("anvil_dumpState")  # hex of a gzipped JSON document
+        data = bytes.fromhex(dump[2:] if dump.startswith("0x") else dump)
+        path = self.run_dir / NODE_CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        await asyncio.to_thread(tmp.write_bytes, data)
+        os.replace(tmp, path)
+        # The dump may hold a block or two more than `head` (interval mining): pruning by `head`
+        # keeps a little more than needed, never less.
+        self._checkpoint_block = head.number
+        await asyncio.gather(*(s.checkpoint.remote(head.number) for s in self.shards))
+        cp = self.state.checkpoints
+        cp["count"] = cp.get("count", 0) + 1
+        cp["last_block"] = head.number
+        cp["last_bytes"] = len(data)
+        cp["total_s"] = cp.get("total_s", 0.0) + time.perf_counter() - t
+
+    async def _tick_all(self, head: BlockInfo) -> list[TickReport]:
+        """Every shard ticks concurrently; a shard whose actor died is replaced and ticks again."""
+        from ray.exceptions import RayActorError
+
+        results = await asyncio.gather(*(s.tick.remote(head) for s in self.shards), return_exceptions=True)
+        reports: list[TickReport] = []
+        for i, r in enumerate(results):
+            if isinstance(r, RayActorError) and self._shard_snapshots \
+                    and len(self.state.shard_restarts) < MAX_SHARD_RESTARTS:
+                await self._restart_shard(i, head, f"{type(r).__name__}")
+                r = await self.shards[i].tick.remote(head)
+            if isinstance(r, BaseException):
+                raise r
+            reports.append(r)
+        return reports
+
+    async def _restart_shard(self, i: int, head: BlockInfo, why: str) -> None:
+        """A new actor for shard i: same configuration (so the same keys from the seed), the dead
+        one's last snapshot, and what its agents sent since, adopted from the chain."""
+        t = time.perf_counter()
+        log.warning("shard actor died: replacing it from its last snapshot", shard=i, error=why,
+                    snapshot_block=self._snapshot_block)
+        shard = self._actor_cls.remote(self._shard_configs[i])
+        await shard.start.remote()
+        outcome = await shard.restore.remote(self._shard_snapshots[i], head.number)
+        self.shards[i] = shard
+        record = {"event": "shard_restart", "block": head.number, "offset": head.number - self.state.start_block,
+                  "shard": i, "snapshot_block": self._snapshot_block, "error": why, "wall": time.time(),
+                  "restart_s": time.perf_counter() - t, **outcome}
+        self.state.shard_restarts.append(record)
+        self.state.events.append(record)
+        self.telemetry.event("shard_restart", **{k: v for k, v in record.items() if k != "event"})
+        log.warning("shard replaced", **{k: v for k, v in record.items() if k not in ("event", "wall")})
+
+    async def _node_lost(self) -> bool:
+        """True when the managed node's process is gone (crashed or killed) and a dump exists to
+        restart from. Tell a dead node from a slow one by the process, not by a failed call."""
+        if self.node is None or not self.scenario.chain.checkpoint_every or self._checkpoint_block < 0:
+            return False
+        if self.node.running:
+            await asyncio.sleep(0.2)  # a crash in progress: the process may need a moment to exit
+        return not self.node.running and len(self.state.restarts) < MAX_NODE_RESTARTS
+
+    async def _recover_node(self) -> BlockInfo:
+        """Restart the node from its last dump on the same port and bring everyone back in line:
+        monitors forget the lost blocks, shards undo outcomes read from them and re-broadcast what
+        is now unknown to the node (docs/architecture.md, "Node crash and restart")."""
+        assert self.node is not None and self.client is not None and self.monitor is not None
+        t = time.perf_counter()
+        lost_head = self.monitor.last
+        state_file = self.run_dir / "node_state.json"
+        raw = (self.run_dir / NODE_CHECKPOINT).read_bytes()
+        await asyncio.to_thread(state_file.write_bytes, gzip.decompress(raw))
+        log.warning("node process gone: restarting it from its last state dump", checkpoint=self._checkpoint_block)
+        await asyncio.to_thread(self.node.restart, state_file)
+        state_file.unlink(missing_ok=True)
+        if not self.driven and self._pause_left == 0:
+            await set_mining(self.client, "interval", self.block_time)
+        restored = await self._latest()
+        if not self.driven and restored.timestamp >= time.time():
+            # Skipped idle time put the chain ahead of the wall clock; the new process starts from the
+            # wall clock, and a block must not go back in time.
+            await self.client.call("evm_setNextBlockTimestamp", restored.timestamp + self.block_time)
+        self.monitor.rewind(restored.number + 1)
+        if self.evaluator is not None:
+            self.evaluator.records = [r for r in self.evaluator.records if r.block <= restored.number]
+        outcomes = await asyncio.gather(*(s.notify_restart.remote(restored.number + 1) for s in self.shards))
+        record = {"event": "node_restart", "block": restored.number, "offset": restored.number - self.state.start_block,
+                  "lost_from_block": restored.number + 1, "lost_head": lost_head, "wall": time.time(),
+                  "restart_s": time.perf_counter() - t,
+                  **{k: sum(o[k] for o in outcomes) for k in ("undone", "resent", "refused")}}
+        self.state.restarts.append(record)
+        self.state.events.append(record)
+        self.telemetry.event("node_restart", **{k: v for k, v in record.items() if k != "event"})
+        log.warning("node restarted", **{k: v for k, v in record.items() if k not in ("event", "wall")})
+        self._head_seen_at = time.monotonic()
+        return restored
 
     async def _pool_hashes(self) -> list[str]:
         assert self.client is not None
@@ -777,6 +960,7 @@ class Run:
                 asyncio.gather(*(s.finalize.remote(last) for s in self.shards)), timeout=60)
             self.ledger = merge_columns(parts, LEDGER_COLUMNS)
             self.state.shard_stats = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+            self.state.rpc["shards"] = merge_stats([s.get("rpc", {}) for s in self.state.shard_stats])
             agents = [a for part in await asyncio.gather(*(s.agent_summaries.remote() for s in self.shards))
                       for a in part]
             addresses = [a["address"] for a in agents]
@@ -789,7 +973,23 @@ class Run:
             log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
             self.state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
 
+    def _check_reconciliation(self) -> None:
+        """A balance the ledger cannot explain means the books are wrong (or someone else moved
+        ether): the run fails, loudly, whatever else went well. Results are still written."""
+        bad = [a for a in self.accounts if not a.reconciled]
+        if not bad:
+            return
+        first = bad[0]
+        message = (f"reconciliation failed: {len(bad)} of {len(self.accounts)} agents' balance changes differ "
+                   f"from their ledgers (first: agent {first.agent} {first.address}: ledger "
+                   f"{first.ledger_flow} wei, chain {first.end_balance - first.start_balance} wei)")
+        log.error(message, agents=[a.agent for a in bad][:20])
+        if self.state.status in ("completed", "running"):
+            self.state.status = "failed"
+        self.state.error = f"{self.state.error}; {message}" if self.state.error else message
+
     def _write_results(self) -> None:
+        self._check_reconciliation()
         try:
             blocks = self.monitor.records if self.monitor else []
             models = self.evaluator.records if self.evaluator else []
@@ -799,6 +999,8 @@ class Run:
             write_table(self.run_dir / "accuracy.parquet", rows_to_columns(models, MODEL_COLUMNS), MODEL_COLUMNS)
             write_table(self.run_dir / "agents.parquet", account_columns(self.accounts), ACCOUNT_COLUMNS)
             write_table(self.run_dir / "contributions.parquet", self.contributions, CONTRIBUTION_COLUMNS)
+            if self.client is not None:
+                self.state.rpc["driver"] = self.client.stats()
             summary = build_summary(
                 scenario=self.scenario, run_id=self.run_id, state=asdict(self.state), blocks=blocks,
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
@@ -867,6 +1069,9 @@ class Run:
             await self.client.close()
         if self.node is not None:
             await asyncio.to_thread(self.node.stop)
+        # The dump only serves a restart during the run (and may be large); replay bundles keep
+        # what is needed to re-execute a run.
+        (self.run_dir / NODE_CHECKPOINT).unlink(missing_ok=True)
 
 
 class _Progress:

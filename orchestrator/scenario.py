@@ -129,8 +129,9 @@ def _check_name(value: str, what: str) -> str:
 
 
 class ChainConfig(_Strict):
-    rpc_url: str | None = Field(
-        None, description="use an existing node at this URL instead of starting anvil"
+    rpc_url: str | list[str] | None = Field(
+        None, description="use an existing node at this URL instead of starting anvil; a list gives "
+        "several endpoints of the same chain (shards spread over them, every client fails over between them)"
     )
     mining: Literal["interval", "driven"] = Field(
         "interval",
@@ -149,12 +150,18 @@ class ChainConfig(_Strict):
         description="name of the environment variable holding the funding account's "
         "private key when rpc_url is set (never the key itself)",
     )
+    checkpoint_every: Blocks = Field(
+        25, ge=0, description="managed node: dump its state every this many blocks, to restart from "
+        "if the node process dies (0: never)")
 
     @field_validator("rpc_url")
     @classmethod
-    def _rpc_url_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"(?i)(https?|wss?)://.", value):
-            raise ValueError(f"rpc_url {value!r} must be an http(s):// or ws(s):// URL")
+    def _rpc_url_scheme(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and not value:
+            raise ValueError("rpc_url: the list of endpoints is empty")
+        for url in [value] if isinstance(value, str) else value or []:
+            if not re.match(r"(?i)(https?|wss?)://.", url):
+                raise ValueError(f"rpc_url {url!r} must be an http(s):// or ws(s):// URL")
         return value
 
     # A field validator rather than a model validator so that the error
@@ -189,11 +196,59 @@ class ChainConfig(_Strict):
         return value
 
 
+MODEL_TYPES = ("sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_nearest_centroid",
+               "sparse_nearest_centroid")
+BINARY_MODELS = ("sparse_perceptron", "dense_perceptron")  # one weight vector: two classes only
+PERCEPTRONS = BINARY_MODELS
+ModelType = Literal["sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_nearest_centroid",
+                    "sparse_nearest_centroid"]
+
+
+def _normalise_model_type(value: Any) -> Any:
+    # Scenarios written before there was a choice say "sparse perceptron"; keep them valid.
+    return "sparse_perceptron" if value == "sparse perceptron" else value
+
+
 class ModelConfig(_Strict):
-    # A one-value Literal today, so that errors already list the allowed types.
-    type: Literal["sparse perceptron"] = "sparse perceptron"
-    learning_rate: float = Field(0.5, gt=0)
-    intercept: float = 0.0
+    type: Annotated[ModelType, BeforeValidator(_normalise_model_type)] = Field(
+        "sparse_perceptron",
+        description="sparse_perceptron, dense_perceptron (binary labels); naive_bayes, dense_nearest_centroid, "
+        "sparse_nearest_centroid (two or more classes). 'sparse perceptron' is accepted for sparse_perceptron")
+    # None means "not given": an option given for a model that has no use for it is a mistake worth
+    # reporting, so defaults are filled in only for the types they belong to.
+    learning_rate: float | None = Field(None, gt=0, description="perceptrons: step of an update (default 0.5)")
+    intercept: float | None = Field(None, description="perceptrons: fixed intercept, never trained (default 0)")
+    smoothing: float | None = Field(
+        None, gt=0, description="naive_bayes: additive smoothing of the counts, 1 = Laplace (default 1)")
+
+    @field_validator("learning_rate", "intercept", "smoothing")
+    @classmethod
+    def _option_applies(cls, value: float | None, info: ValidationInfo) -> float | None:
+        kind = info.data.get("type")
+        owners = {"learning_rate": PERCEPTRONS, "intercept": PERCEPTRONS, "smoothing": ("naive_bayes",)}
+        if value is not None and kind is not None and kind not in owners[info.field_name or ""]:
+            raise ValueError(f"{info.field_name} applies to {' and '.join(owners[info.field_name or ''])} only, "
+                             f"not to model type {kind!r}; remove it")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_of_the_type(self) -> ModelConfig:
+        if self.type in PERCEPTRONS:
+            if self.learning_rate is None:
+                self.learning_rate = 0.5
+            if self.intercept is None:
+                self.intercept = 0.0
+        elif self.type == "naive_bayes" and self.smoothing is None:
+            self.smoothing = 1.0
+        return self
+
+    @property
+    def binary_only(self) -> bool:
+        return self.type in BINARY_MODELS
+
+    @property
+    def dense(self) -> bool:
+        return self.type.startswith("dense_")
 
 
 class DatasetConfig(_Strict):
@@ -203,6 +258,9 @@ class DatasetConfig(_Strict):
     label_column: int | str = Field(-1, description="csv: the label column, by index or header name")
     positive: str | None = Field(None, description="csv / libsvm / digits: the label value that counts as 1 "
                                  "(default: the larger of exactly two values; digits: 5-9 vs 0-4)")
+    multiclass: bool = Field(False, description="keep every label value as its own class (digits: 10 classes "
+                             "0-9; csv / libsvm: one class per distinct value) instead of two; needs a "
+                             "multi-class model (naive_bayes, dense_nearest_centroid, sparse_nearest_centroid)")
     samples: int = Field(2000, ge=20)
     features: int = Field(1000, ge=2, description="vocabulary size (synthetic_sparse)")
     avg_length: int = Field(
@@ -219,6 +277,17 @@ class DatasetConfig(_Strict):
         if self.name in ("csv", "libsvm") and not self.path:
             raise ValueError(f"dataset {self.name!r} needs 'path': the file to read")
         return self
+
+    @field_validator("multiclass")
+    @classmethod
+    def _multiclass_source(cls, value: bool, info: ValidationInfo) -> bool:
+        name = info.data.get("name")
+        if value and name in ("synthetic_sparse", "breast_cancer", "tictactoe"):
+            raise ValueError(f"dataset {name!r} has two classes only; multiclass applies to digits, csv and libsvm")
+        if value and info.data.get("positive") is not None:
+            raise ValueError("multiclass keeps every label as a class: remove 'positive' (it picks the one "
+                             "value that counts as 1 in a two-class set)")
+        return value
 
     @model_validator(mode="after")
     def _agents_get_the_rest(self) -> DatasetConfig:
@@ -323,7 +392,8 @@ class ChaosEvent(_Strict):
     """Something done to the chain at block `at` (offset from the start of the run)."""
 
     at: Blocks = Field(ge=0, description="block offset from the start of the run")
-    event: Literal["base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg"]
+    event: Literal["base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg",
+                   "kill_node", "kill_shard"]
     factor: float | None = Field(None, gt=0, description="base_fee_shock: multiply the next base fee by this")
     gas_limit: Gas | None = Field(None, ge=100_000, description="gas_limit: the new block gas limit")
     blocks: int | None = Field(None, ge=1, le=10_000,
@@ -331,12 +401,14 @@ class ChaosEvent(_Strict):
     block_time: DurationS | None = Field(None, ge=1, description="block_time: the new block time")
     jitter: DurationS | None = Field(None, ge=0, description="block_time: +- seconds per block (driven only)")
     share: float | None = Field(None, gt=0, le=1, description="drop_pending: share of pending transactions")
+    shard: int | None = Field(None, ge=0, description="kill_shard: which shard's actor to kill (default 0)")
 
     @model_validator(mode="after")
     def _required(self) -> ChaosEvent:
         need = {"base_fee_shock": "factor", "gas_limit": "gas_limit", "pause_mining": "blocks",
-                "block_time": "block_time", "drop_pending": "share", "reorg": "blocks"}[self.event]
-        if getattr(self, need) is None:
+                "block_time": "block_time", "drop_pending": "share", "reorg": "blocks",
+                "kill_node": None, "kill_shard": None}[self.event]
+        if need is not None and getattr(self, need) is None:
             raise ValueError(f"event {self.event!r} needs the field {need!r}")
         return self
 
@@ -369,6 +441,8 @@ class EvaluationConfig(_Strict):
 class OutputsConfig(_Strict):
     dir: str = Field("results", min_length=1)
     progress: bool = True
+    bundle: bool = Field(False, description="write a replay bundle (bundle/: the node's initial state and every "
+                                            "signed transaction) that `dcai replay` re-executes; managed anvil only")
 
 
 class Scenario(_Strict):
@@ -390,14 +464,42 @@ class Scenario(_Strict):
     def _chaos_needs_anvil(self) -> Scenario:
         primitives = {"base_fee_shock": "anvil_setNextBlockBaseFeePerGas", "gas_limit": "evm_setBlockGasLimit",
                       "pause_mining": "evm_setIntervalMining", "block_time": "evm_setIntervalMining",
-                      "drop_pending": "anvil_dropTransaction", "reorg": "anvil_reorg"}
+                      "drop_pending": "anvil_dropTransaction", "reorg": "anvil_reorg",
+                      "kill_node": "the node's process and its state dumps"}
         for ev in self.schedule.chaos:
+            if ev.event == "kill_shard":  # a Ray fault, not the node's: fine against any node
+                if not self.chain.checkpoint_every:
+                    raise ValueError("schedule.chaos: kill_shard needs chain.checkpoint_every above 0: a "
+                                     "replacement shard starts from the last snapshot")
+                continue
             if self.chain.rpc_url:
                 raise ValueError(
                     f"schedule.chaos: event {ev.event!r} needs {primitives[ev.event]}, which only a node this "
                     "run manages (anvil) offers; remove chain.rpc_url or the chaos events")
             if ev.jitter and self.chain.mining != "driven":
                 raise ValueError("schedule.chaos: block_time jitter needs chain.mining: driven")
+            if ev.event == "kill_node" and not self.chain.checkpoint_every:
+                raise ValueError("schedule.chaos: kill_node needs chain.checkpoint_every above 0: the node "
+                                 "restarts from its last state dump")
+        return self
+
+    @model_validator(mode="after")
+    def _bundle_needs_anvil(self) -> Scenario:
+        if self.outputs.bundle and self.chain.rpc_url:
+            raise ValueError("outputs.bundle: replay bundles are not supported on an external node (chain.rpc_url): "
+                             "its initial state cannot be dumped and reloaded; use a node the run starts (anvil)")
+        return self
+
+    @model_validator(mode="after")
+    def _model_takes_the_labels(self) -> Scenario:
+        if self.dataset.multiclass and self.model.binary_only:
+            raise ValueError(
+                f"dataset.multiclass: model.type {self.model.type!r} takes two classes only; use naive_bayes, "
+                "dense_nearest_centroid or sparse_nearest_centroid, or drop multiclass")
+        if self.incentive.type == "prediction_market" and self.model.type != "sparse_perceptron":
+            raise ValueError(
+                f"model.type: the prediction market replays a sparse_perceptron only (its contract reads the "
+                f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
         return self
 
     @field_validator("name")

@@ -97,7 +97,8 @@ def build_summary(
         "status": state.get("status"),
         "error": state.get("error"),
         "ended_because": state.get("ended_because"),
-        "node": {"url": node_url, "managed": managed_node, "mining": scenario.chain.mining},
+        "node": {"url": node_url, "managed": managed_node, "mining": scenario.chain.mining,
+                 "rpc": state.get("rpc", {})},
         "contracts": (system.addresses() | {"deploy_gas": system.gas_used,
                                             "deploy_transactions": system.transactions}) if system else None,
         "agents": {"count": sum(g.count for g in scenario.agents), "groups": {
@@ -138,6 +139,9 @@ def build_summary(
             "chaos_events": state.get("events", []),
             "gas_used_share": (sum(b.gas_used for b in run_blocks) / sum(b.gas_limit for b in run_blocks))
             if run_blocks else None,
+            "node_checkpoints": state.get("checkpoints", {}),
+            "node_restarts": state.get("restarts", []),
+            "shard_restarts": state.get("shard_restarts", []),
         },
         "throughput": throughput,
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),

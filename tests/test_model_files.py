@@ -99,7 +99,7 @@ def test_reference_style_files(tmp_path):
     ({"type": "naive bayes", "classifications": ["a", "b"], "classCounts": [1],
       "featureCounts": [[], []], "totalNumFeatures": 3}, "classCounts"),
     ({"type": "naive bayes", "classifications": ["a", "b"], "classCounts": [1, 1],
-      "featureCounts": [[[7, 1]], []], "totalNumFeatures": 3}, "feature_counts[0]"),
+      "featureCounts": [[[7, 1]], []], "totalNumFeatures": 3}, "featureCounts[0][0]"),
     ({"type": "dense nearest centroid classifier", "centroids": {"a": {"centroid": [1, 2]},
                                                                 "b": {"centroid": [1]}}}, "centroids[1]"),
     ({"type": "sparse nearest centroid classifier", "centroids": {"a": {"centroid": [1]}}}, "centroids['a'].centroid"),

@@ -298,7 +298,7 @@ def test_minimal_scenario_gets_defaults() -> None:
     assert s.chain.balance == 1_000_000 * ETHER
     assert s.chain.chain_id == 31337
     assert s.chain.order == "fees"
-    assert s.model.type == "sparse perceptron"
+    assert s.model.type == "sparse_perceptron"  # the old spelling "sparse perceptron" is normalised to this
     assert s.model.learning_rate == 0.5
     assert s.dataset.name == "synthetic_sparse"
     assert (s.dataset.samples, s.dataset.features, s.dataset.avg_length) == (2000, 1000, 20)
@@ -565,3 +565,78 @@ def test_parse_rate(value: object, expected: float) -> None:
 def test_parse_rate_rejects(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_rate(value)
+
+
+# --------------------------------------------------------------------------
+# Model types: options per type, labels per type, the market's one model.
+
+_MODEL_BASE = """\
+name: m
+agents: [{{policy: honest, count: 1}}]
+schedule: {{duration: 10}}
+model: {model}
+dataset: {dataset}
+incentive: {incentive}
+"""
+
+
+def _model_scenario(model: str, dataset: str = "{}", incentive: str = "{}") -> str:
+    return _MODEL_BASE.format(model=model, dataset=dataset, incentive=incentive)
+
+
+def test_old_model_type_spelling_is_normalised() -> None:
+    s = load_scenario_text(_model_scenario("{type: sparse perceptron, learning_rate: 0.25}"))
+    assert (s.model.type, s.model.learning_rate, s.model.intercept, s.model.smoothing) == (
+        "sparse_perceptron", 0.25, 0.0, None)
+    assert Scenario.model_validate(s.model_dump(mode="json")) == s  # the resolved form loads again
+
+
+@pytest.mark.parametrize("kind", ["sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_nearest_centroid",
+                                  "sparse_nearest_centroid"])
+def test_every_model_type_is_selectable(kind: str) -> None:
+    s = load_scenario_text(_model_scenario(f"{{type: {kind}}}"))
+    assert s.model.type == kind
+    perceptron = kind.endswith("perceptron")
+    assert (s.model.learning_rate is not None) == perceptron
+    assert (s.model.smoothing is not None) == (kind == "naive_bayes")
+
+
+@pytest.mark.parametrize("model,location,says", [
+    ("{type: naive_bayes, learning_rate: 0.1}", "model.learning_rate", "applies to sparse_perceptron and "
+     "dense_perceptron only, not to model type 'naive_bayes'"),
+    ("{type: dense_nearest_centroid, intercept: 1}", "model.intercept", "not to model type 'dense_nearest_centroid'"),
+    ("{type: sparse_perceptron, smoothing: 2}", "model.smoothing", "applies to naive_bayes only"),
+    ("{type: naive_bayes, smoothing: 0}", "model.smoothing", "greater than 0"),
+    ("{type: svm}", "model.type", "'sparse_nearest_centroid'"),
+])
+def test_model_option_errors_name_the_field(model: str, location: str, says: str) -> None:
+    (issue,) = _errors(_model_scenario(model)).issues
+    assert issue.location == location and says in issue.message
+    assert issue.line == 4  # the `model:` line of the flow mapping
+
+
+@pytest.mark.parametrize("model,dataset,incentive,says", [
+    ("{type: sparse_perceptron}", "{name: digits, multiclass: true}", "{}",
+     "dataset.multiclass: model.type 'sparse_perceptron' takes two classes only"),
+    ("{type: dense_perceptron}", "{name: csv, path: x.csv, multiclass: true}", "{}",
+     "model.type 'dense_perceptron' takes two classes only"),
+    ("{type: naive_bayes}", "{}", "{type: prediction_market}",
+     "the prediction market replays a sparse_perceptron only"),
+])
+def test_model_and_labels_or_market_that_do_not_fit(model: str, dataset: str, incentive: str, says: str) -> None:
+    (issue,) = _errors(_model_scenario(model, dataset, incentive)).issues
+    assert says in issue.message
+
+
+@pytest.mark.parametrize("dataset,location,says", [
+    ("{name: tictactoe, multiclass: true}", "dataset.multiclass", "has two classes only"),
+    ("{name: digits, positive: '7', multiclass: true}", "dataset.multiclass", "remove 'positive'"),
+])
+def test_multiclass_dataset_errors(dataset: str, location: str, says: str) -> None:
+    (issue,) = _errors(_model_scenario("{type: naive_bayes}", dataset)).issues
+    assert issue.location == location and says in issue.message
+
+
+def test_multiclass_with_a_multiclass_model_is_valid() -> None:
+    s = load_scenario_text(_model_scenario("{type: sparse_nearest_centroid}", "{name: digits, multiclass: true}"))
+    assert s.dataset.multiclass and s.model.type == "sparse_nearest_centroid"

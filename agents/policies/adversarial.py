@@ -2,7 +2,8 @@
 
 `attack` chooses the decision rule; every attack stops once `budget` wei (deposits kept plus fees,
 net of what came back) is spent.
-* `label_flip` (the reference's bad agent): adds its samples with the wrong label.
+* `label_flip` (the reference's bad agent): adds its samples with the wrong label (the other class;
+  in a multi-class run one of the other classes at random).
 * `targeted`: pushes the model toward `target_class`: adds samples of the other class labelled
   `target_class`.
 * `spam`: floods the chain with gas-heavy transactions that change nothing (the trainer's `predict`
@@ -11,12 +12,18 @@ net of what came back) is spent.
 * `front_run`: when the pending pool holds others' transactions, adds one of its own samples (true
   label) with a high tip (`front_run_tip`) so it lands first in the block: every other add in that
   block then pays the highest deposit (the price resets with each add).
-* `grief`: for each honest contribution it sees, adds the same features with the opposite label
+* `grief`: for each honest contribution it sees, adds the same features with a wrong label
   (so the model turns against the original); after a few honest `warmup` contributions of its own
   are verified, it reports the originals as soon as the model disagrees with them.
+* `malformed`: probes the contracts with inputs they must refuse, one kind per block, between a good
+  add first and its remaining samples after: an array too big for a block (`malformed_size`
+  indices), a negative index, an index far beyond the model (`beyond_index`), label 2, `predict` sent
+  with a negative index, a report of a contribution that does not exist, a refund before the wait.
+  Each should revert (or be refused at send) with a reason in the ledger while the agent goes on.
 
 Parameters: attack (label_flip), budget (1 ether), rate (0.05/s), arrival (poisson), target_class (1),
-spam_indices (200), spam_per_block (5), front_run_tip (20 gwei), warmup (2), max_in_flight (8).
+spam_indices (200), spam_per_block (5), front_run_tip (20 gwei), warmup (2), max_in_flight (8),
+malformed_size (2000), beyond_index (1,000,000).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from .base import (
     PolicyContext,
     PolicyError,
     PredictTx,
+    PublicContribution,
     Refund,
     Report,
     Sample,
@@ -43,7 +51,9 @@ from .base import (
 )
 
 GWEI = 10**9
-ATTACKS = ("label_flip", "targeted", "spam", "front_run", "grief")
+ATTACKS = ("label_flip", "targeted", "spam", "front_run", "grief", "malformed")
+MALFORMED = ("good", "oversized", "negative_index", "beyond_model", "bad_label", "bad_predict", "ghost_report",
+             "early_refund")
 
 
 class AdversarialPolicy(Policy):
@@ -51,7 +61,7 @@ class AdversarialPolicy(Policy):
     param_defaults: ClassVar[dict[str, Any]] = {
         "attack": "label_flip", "budget": 10**18, "rate": 0.05, "arrival": "poisson", "target_class": 1,
         "spam_indices": 200, "spam_per_block": 5, "front_run_tip": 20 * GWEI, "warmup": 2, "max_in_flight": 8,
-        "burst_size": 10, "burst_every": 60, "max_gap": 60,
+        "burst_size": 10, "burst_every": 60, "max_gap": 60, "malformed_size": 2000, "beyond_index": 1_000_000,
     }
 
     def __init__(self, ctx: PolicyContext):
@@ -66,6 +76,7 @@ class AdversarialPolicy(Policy):
         self._next = 0
         self._copied: set[tuple[str, int, int, tuple[int, ...]]] = set()
         self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
+        self._probes = list(MALFORMED)
 
     @property
     def needs_public(self) -> bool:  # type: ignore[override]
@@ -104,7 +115,8 @@ class AdversarialPolicy(Policy):
         value = obs.mechanism.max_deposit
         if self.attack == "label_flip":
             n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
-            return [AddData(Sample(s.data, 1 - s.label), value) for s in self._next_samples(obs, min(n, budget))]
+            return [AddData(Sample(s.data, self.wrong_label(s.label)), value)
+                    for s in self._next_samples(obs, min(n, budget))]
         if self.attack == "targeted":
             n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load), budget)
             target = int(self.params["target_class"])
@@ -116,9 +128,10 @@ class AdversarialPolicy(Policy):
                     out.append(AddData(Sample(s.data, target), value))
             return out
         if self.attack == "spam":
-            k = int(self.params["spam_indices"])
-            data = tuple(range(k))
+            data = self._spam_input()
             return [PredictTx(data) for _ in range(min(int(self.params["spam_per_block"]), budget))]
+        if self.attack == "malformed":
+            return self._malformed(obs, value)
         if self.attack == "front_run":
             if (obs.pool_pending or 0) > 0:
                 s = self._next_samples(obs, 1)
@@ -126,6 +139,15 @@ class AdversarialPolicy(Policy):
                     return [AddData(s[0], value, tip=parse_wei(self.params["front_run_tip"]))]
             return []
         return self._grief(obs, budget, value)
+
+    def _spam_input(self) -> tuple[int, ...]:
+        """A valid input the model must read in full: `spam_indices` features (within the vocabulary
+        when it is known; an index beyond it would make predict revert cheaply), or for a dense model
+        a unit vector of its whole dimension."""
+        if self.dense and self.n_features:
+            return (10**9,) + (0,) * (self.n_features - 1)
+        k = int(self.params["spam_indices"])
+        return tuple(range(min(k, self.n_features) if self.n_features else k))
 
     def _grief(self, obs: Observation, budget: int, value: int) -> list[Action]:
         actions: list[Action] = []
@@ -150,7 +172,7 @@ class AdversarialPolicy(Policy):
                 continue
             if c.key not in self._copied:
                 self._copied.add(c.key)
-                actions.append(AddData(Sample(c.data, 1 - c.label), value))
+                actions.append(AddData(Sample(c.data, self.wrong_label(c.label)), value))
                 budget -= 1
             elif (c.key not in self._reported and (obs.num_valid or 0) > 0
                   and obs.claimable.get(c.key, 0) > 0 and obs.predictions.get(c.data, c.label) != c.label):
@@ -159,11 +181,48 @@ class AdversarialPolicy(Policy):
                 budget -= 1
         return actions
 
+    def _malformed(self, obs: Observation, value: int) -> list[Action]:
+        """One probe per block; then the remaining samples, honestly, one per block."""
+        if not self._probes:
+            return [AddData(s, value) for s in self._next_samples(obs, 1)]
+        kind = self._probes[0]
+        base = self.samples[0].data if self.samples else (0,)
+        action: Action | None = None
+        if kind == "good":
+            s = self._next_samples(obs, 1)
+            action = AddData(s[0], value) if s else None
+        elif kind == "oversized":
+            action = AddData(Sample(tuple(range(int(self.params["malformed_size"]))), 1), value)
+        elif kind == "negative_index":
+            action = AddData(Sample((*base, -1), 1), value)
+        elif kind == "beyond_model":
+            action = AddData(Sample((*base, int(self.params["beyond_index"])), 1), value)
+        elif kind == "bad_label":
+            action = AddData(Sample(base, 2), value)
+        elif kind == "bad_predict":
+            action = PredictTx((-5, *base))
+        elif kind == "ghost_report":
+            action = Report(PublicContribution(obs.address, base, 1, 12_345, value, 0))
+        elif kind == "early_refund":
+            # a refund of its first add, before the wait: waits until that add is mined
+            early = [c for c in obs.contributions if c.state is ContributionState.ADDED
+                     and obs.time < c.added_time + obs.mechanism.refund_wait]
+            if not early:
+                if any(c.state is ContributionState.SUBMITTED for c in obs.contributions):
+                    return []
+                self._probes.pop(0)  # nothing left to refund early: skip this probe
+                return []
+            action = Refund(early[0].id)
+        self._probes.pop(0)
+        return [action] if action is not None else []
+
     def next_wake(self, obs: Observation) -> int | None:
         """Done once its budget is spent; the sample-driven attacks are done when their samples are;
         spam and grief act every block until then."""
         if self.exhausted(obs) and not obs.in_flight:
             return FINISHED
+        if self.attack == "malformed":
+            return FINISHED if not self._probes and self._next >= len(self.samples) and not obs.in_flight else None
         if self.attack in ("label_flip", "targeted", "front_run"):
             return FINISHED if self._next >= len(self.samples) and not obs.in_flight else None
         return None

@@ -166,6 +166,9 @@ class PolicyContext:
     rng: np.random.Generator
     params: dict[str, Any]
     samples: list[Sample]
+    n_classes: int = 2  # labels are 0 .. n_classes - 1
+    dense: bool = False  # samples are fixed-point unit-norm vectors, not feature indices
+    n_features: int = 0  # the model's input dimension / vocabulary (0: unknown)
 
 
 class PolicyError(ValueError):
@@ -189,6 +192,17 @@ class Policy:
                               f"allowed: {sorted(self.param_defaults)}")
         self.params = {**self.param_defaults, **ctx.params}
         self.samples = list(ctx.samples)
+        self.n_classes = ctx.n_classes
+        self.dense = ctx.dense
+        self.n_features = ctx.n_features
+
+    def wrong_label(self, label: int) -> int:
+        """A label other than `label`: the other class of two, else one drawn uniformly from the rest
+        (binary runs draw nothing, so their random streams are what they always were)."""
+        if self.n_classes <= 2:
+            return 1 - label
+        pick = int(self.rng.integers(self.n_classes - 1))
+        return pick + (pick >= label)
 
     def wants(self, obs: Observation) -> Wants:
         return Wants()
@@ -203,6 +217,18 @@ class Policy:
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **self.params}
+
+    def resume(self, adopted: list[Contribution]) -> None:
+        """After a shard restart: these contributions were sent after the policy's last snapshot
+        (found on chain or in the pool), so the samples they carry are used. Policies that walk
+        their samples with a cursor (`_next`) move it past them; override for other bookkeeping."""
+        cursor = getattr(self, "_next", None)
+        if not isinstance(cursor, int) or not adopted:
+            return
+        used = {c.data for c in adopted}  # by data: attackers send their samples with other labels
+        for i in range(cursor, len(self.samples)):
+            if self.samples[i].data in used:
+                self._next = i + 1
 
 
 _BUILTIN = {

@@ -120,7 +120,7 @@ class HonestPolicy(Policy):
                 self._next += 1
                 label = s.label
                 if self.mistake_rate > 0 and self.rng.random() < self.mistake_rate:
-                    label = 1 - label
+                    label = self.wrong_label(label)
                 actions.append(AddData(Sample(s.data, label), value=obs.mechanism.max_deposit))
         return actions
 

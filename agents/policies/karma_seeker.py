@@ -3,7 +3,8 @@
 Decision rule, each block:
 * Adds many cheap contributions the model already agrees with: for each of its samples it asks the
   model (free call) and submits the model's own prediction as the label (always "agreed"), then
-  `near_duplicates` variants of the same sample, each missing one feature.
+  `near_duplicates` variants of the same sample, each missing one feature (a dense input: two of its
+  components swapped).
 * Validates each contribution at the earliest moment (the refund wait just passed), when the model
   still agrees.
 * Reports rivals: contributions of others past the wait that the model now rejects, which blocks
@@ -57,9 +58,23 @@ class KarmaSeekerPolicy(Policy):
         out = [data]
         if len(data) < 2:
             return out
+        if self.dense:
+            return out + self._dense_variants(data)
         drop = self.rng.choice(len(data), size=min(self.near, len(data)), replace=False)
         for i in drop:
             out.append(tuple(x for j, x in enumerate(data) if j != int(i)))
+        return out
+
+    def _dense_variants(self, data: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """A dense input cannot lose a component (its length and unit norm are checked on chain):
+        swapping two unequal components keeps both exactly and still makes a different contribution."""
+        out: list[tuple[int, ...]] = []
+        for _ in range(self.near):
+            i, j = (int(v) for v in self.rng.choice(len(data), size=2, replace=False))
+            if data[i] != data[j]:
+                v = list(data)
+                v[i], v[j] = v[j], v[i]
+                out.append(tuple(v))
         return out
 
     def _due(self, obs: Observation) -> list[int]:

@@ -12,7 +12,9 @@ import {IClassifier} from "./Classifier.sol";
 ///
 /// Gas: weights are int80, packed three to a slot at WEIGHTS + index / 3 (no keccak per access, and
 /// deployment writes a third of the slots). Intercept and learning rate never change, so they are
-/// immutables and cost no storage read.
+/// immutables and cost no storage read. So is the width: every index is checked against it in the
+/// same pass that reads the weights (one comparison per index), so no index can reach a slot
+/// outside the model.
 contract SparsePerceptron is Ownable, IClassifier {
     uint256 private constant PER_SLOT = 3;
     uint256 private constant WIDTH = 80;
@@ -23,6 +25,7 @@ contract SparsePerceptron is Ownable, IClassifier {
 
     int80 public immutable intercept;
     int80 public immutable learningRate;
+    uint256 public immutable numFeatures;
 
     string[] public classifications;
 
@@ -33,8 +36,9 @@ contract SparsePerceptron is Ownable, IClassifier {
     error UnalignedChunk(uint256 startIndex);
     error LengthMismatch();
     error WeightOverflow(uint256 index);
+    error FeatureOutOfRange(uint256 index);
 
-    constructor(string[] memory classifications_, int80 intercept_, int80 learningRate_) {
+    constructor(string[] memory classifications_, int80 intercept_, int80 learningRate_, uint256 numFeatures_) {
         if (classifications_.length != 2) revert BadClassification(uint64(classifications_.length));
         for (uint256 i = 0; i < classifications_.length; ++i) {
             classifications.push(classifications_[i]);
@@ -42,6 +46,7 @@ contract SparsePerceptron is Ownable, IClassifier {
         }
         intercept = intercept_;
         learningRate = learningRate_;
+        numFeatures = numFeatures_;
     }
 
     function getNumClassifications() external view returns (uint256) {
@@ -144,7 +149,8 @@ contract SparsePerceptron is Ownable, IClassifier {
     /// are non-decreasing.
     function _scoreCaching(int64[] calldata data) private view returns (int256 s, uint256 cache, bool sorted) {
         s = intercept;
-        uint256 all = 0;
+        uint256 bad = 0;
+        uint256 nf = numFeatures;
         assembly {
             cache := mload(0x40)
             let n := data.length
@@ -153,7 +159,7 @@ contract SparsePerceptron is Ownable, IClassifier {
             let prev := 0
             for { let i := 0 } lt(i, n) { i := add(i, 1) } {
                 let idx := calldataload(add(data.offset, shl(5, i)))
-                all := or(all, idx)
+                bad := or(bad, iszero(lt(idx, nf)))
                 if lt(idx, prev) { sorted := 0 }
                 prev := idx
                 let word := sload(add(WEIGHTS, div(idx, PER_SLOT)))
@@ -161,33 +167,35 @@ contract SparsePerceptron is Ownable, IClassifier {
                 s := add(s, signextend(9, shr(mul(WIDTH, mod(idx, PER_SLOT)), word)))
             }
         }
-        if (all > 0x7fffffffffffffff) _revertBadIndex(data);
+        if (bad != 0) _revertBadIndex(data);
     }
 
-    /// intercept + the sum of the listed weights; reverts on a negative (or malformed) index.
+    /// intercept + the sum of the listed weights; reverts on a negative, malformed or too large index.
     function _score(int64[] calldata data) private view returns (int256 s) {
         s = intercept;
-        uint256 all = 0; // every index OR-ed: one check after the loop instead of one per index
+        uint256 bad = 0; // any index out of range: one branch after the loop instead of one per index
+        uint256 nf = numFeatures;
         assembly {
             let p := data.offset
             for { let end := add(p, shl(5, data.length)) } lt(p, end) { p := add(p, 0x20) } {
                 let idx := calldataload(p)
-                all := or(all, idx)
+                bad := or(bad, iszero(lt(idx, nf)))
                 s := add(s, signextend(9, shr(mul(WIDTH, mod(idx, PER_SLOT)), sload(add(WEIGHTS, div(idx, PER_SLOT))))))
             }
         }
-        // Negative int64 values and dirty high bits both set a bit above 63. (A bad index was read
-        // above as a slot far away, harmlessly: the call reverts now.)
-        if (all > 0x7fffffffffffffff) _revertBadIndex(data);
+        // Negative int64 values and dirty high bits read as huge unsigned words: out of range too. (A
+        // bad index was read above from a slot outside the model, harmlessly: the call reverts now.)
+        if (bad != 0) _revertBadIndex(data);
     }
 
-    function _revertBadIndex(int64[] calldata data) private pure {
+    function _revertBadIndex(int64[] calldata data) private view {
         for (uint256 i = 0; i < data.length; ++i) {
             uint256 word;
             assembly {
                 word := calldataload(add(data.offset, shl(5, i)))
             }
             if (word > 0x7fffffffffffffff) revert NegativeFeatureIndex(int64(int256(word)));
+            if (word >= numFeatures) revert FeatureOutOfRange(word);
         }
     }
 
