@@ -66,6 +66,8 @@ FUNDING_BATCH = 500
 NODE_CHECKPOINT = "node_state.json.gz"  # the managed node's last state dump, in the run folder
 MAX_NODE_RESTARTS = 5  # a node that keeps dying is not a fault to ride out
 MAX_SHARD_RESTARTS = 10
+CHECKPOINT_SHARE = 0.05  # at most this share of the run's wall time goes to slow checkpoints
+CHECKPOINT_SLOW_S = 0.5
 
 
 class RunError(RuntimeError):
@@ -163,6 +165,7 @@ class Run:
         self._resume: asyncio.Event | None = None
         self._checkpoint_block = -1  # the node's last state dump
         self._snapshot_block = -1  # the shards' last snapshots
+        self._next_checkpoint_at = 0.0  # monotonic time before which no checkpoint is taken
         self._shard_snapshots: list[bytes] = []
         self._shard_configs: list[ShardConfig] = []
         self._actor_cls: Any = None
@@ -625,7 +628,8 @@ class Run:
                         self.telemetry.accuracy(rec)
                         last_eval = head.number
                         log.debug("model evaluated", block=head.number, accuracy=rec.accuracy)
-                    if sc.chain.checkpoint_every and head.number - self._snapshot_block >= sc.chain.checkpoint_every:
+                    if (sc.chain.checkpoint_every and head.number - self._snapshot_block >= sc.chain.checkpoint_every
+                            and time.monotonic() >= self._next_checkpoint_at):
                         await self._checkpoint(head)
                     in_flight = sum(r.in_flight for r in reports)
                     bar.update(head.number - self.state.start_block, self.state, self._accuracy(), in_flight)
@@ -752,6 +756,7 @@ class Run:
         that dies is rebuilt from it and the chain)."""
         if not self.scenario.chain.checkpoint_every:
             return
+        t0 = time.perf_counter()
         await self._checkpoint_node(head)
         t = time.perf_counter()
         self._shard_snapshots = list(await asyncio.gather(*(s.snapshot.remote(head.number) for s in self.shards)))
@@ -760,6 +765,13 @@ class Run:
         cp["shard_snapshots"] = cp.get("shard_snapshots", 0) + 1
         cp["shard_snapshot_bytes"] = sum(len(b) for b in self._shard_snapshots)
         cp["shard_snapshot_s"] = cp.get("shard_snapshot_s", 0.0) + time.perf_counter() - t
+        # A node's dump grows with its history: once one takes long, keep checkpoints under
+        # CHECKPOINT_SHARE of the wall time, however often `checkpoint_every` asks for them. (Quick
+        # ones keep the exact block cadence, so a restart point is predictable.)
+        took = time.perf_counter() - t0
+        if took > CHECKPOINT_SLOW_S:
+            self._next_checkpoint_at = time.monotonic() + took / CHECKPOINT_SHARE
+        cp["max_s"] = max(cp.get("max_s", 0.0), took)
 
     async def _checkpoint_node(self, head: BlockInfo) -> None:
         """Dump the managed node's state (blocks, transactions, historical states; not the pool) to
