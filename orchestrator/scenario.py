@@ -593,8 +593,9 @@ def load_scenario(path: str | Path) -> Scenario:
     return load_scenario_text(text, source=shown)
 
 
-def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
-    """Validate a scenario given as YAML text; `source` names it in errors."""
+def compose_yaml(text: str, source: str) -> tuple[Node | None, Any]:
+    """The YAML document's root node (kept for line numbers) and its data. Syntax errors and repeated
+    keys raise ScenarioError naming `source`, line and column; an empty document gives (None, None)."""
     try:
         # The reader checks for unprintable characters right away.
         loader = yaml.SafeLoader(text)
@@ -605,30 +606,34 @@ def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
             root = loader.get_single_node()
         except yaml.YAMLError as exc:
             raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-
-        if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
-            message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
-            raise _error(source, message)
-        if not isinstance(root, MappingNode):
-            kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
-            line, column = _position(root.start_mark)
-            message = (
-                f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
-            )
-            raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
-
+        if root is None:
+            return None, None
         # PyYAML lets a repeated key silently overwrite the first one, so
         # this has to look at the nodes before they become a dict.
         duplicates = _duplicate_keys(root)
         if duplicates:
             raise ScenarioError(source, duplicates)
-
         try:
-            data = loader.construct_document(root)
+            return root, loader.construct_document(root)
         except yaml.YAMLError as exc:
             raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
     finally:
         loader.dispose()
+
+
+def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
+    """Validate a scenario given as YAML text; `source` names it in errors."""
+    root, data = compose_yaml(text, source)
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
+        message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
+        raise _error(source, message)
+    if not isinstance(root, MappingNode):
+        kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
+        line, column = _position(root.start_mark)
+        message = (
+            f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
+        )
+        raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
 
     try:
         return Scenario.model_validate(data)

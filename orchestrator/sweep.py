@@ -56,15 +56,14 @@ from .scenario import (
     Scenario,
     ScenarioError,
     ScenarioIssue,
+    compose_yaml,
     _check_name,
-    _duplicate_keys,
     _format_loc,
     _locate,
     _position,
     _pydantic_issue,
     _short_repr,
     _Strict,
-    _yaml_issue,
 )
 
 RUNS_DIR = "runs"
@@ -226,30 +225,6 @@ def _sweep_issue(err: Any, root: Node, data: Any, source: str) -> SweepIssue:
     return SweepIssue(_format_loc(loc), line, column, message, source=source)
 
 
-def _compose(text: str, source: str) -> tuple[Node | None, Any]:
-    """The YAML root node (for line numbers) and its data; syntax errors and duplicate keys raise."""
-    try:
-        loader = yaml.SafeLoader(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-        if root is None:
-            return None, None
-        dups = _duplicate_keys(root)
-        if dups:
-            raise ScenarioError(source, dups)
-        try:
-            return root, loader.construct_document(root)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-    finally:
-        loader.dispose()
-
-
 def _read(path: Path, shown: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -390,7 +365,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
     shown = str(path)
     text = _read(Path(path), shown)
     try:
-        root, data = _compose(text, shown)
+        root, data = compose_yaml(text, shown)
     except SweepError:
         raise
     except ScenarioError as e:
@@ -430,7 +405,7 @@ def load_sweep(path: str | Path) -> SweepPlan:
         base_path = Path(path).parent / cfg.base
         base_shown = str(base_path)
         try:
-            base_root, raw = _compose(_read(base_path, base_shown), base_shown)
+            base_root, raw = compose_yaml(_read(base_path, base_shown), base_shown)
         except SweepError as e:
             (km, _, _) = _key_value_marks(root, "base")
             raise SweepError(shown, [SweepIssue("base", km[0], km[1], e.issues[0].message, source=shown)]) from None
