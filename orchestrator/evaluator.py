@@ -27,6 +27,9 @@ class ModelRecord:
     n_test: int
     spot_checks: int
     spot_mismatches: int
+    # Every class's accuracy (index = class; NaN for a class absent from the test set): the two
+    # columns above only cover a binary model.
+    accuracy_per_class: list[float]
 
 
 MODEL_COLUMNS = [f.name for f in fields(ModelRecord)]
@@ -50,8 +53,9 @@ class Evaluator:
         twin = await self.twin_at(block)
         pred = twin.predict(self.samples)
         correct = pred == self.labels
+        n_classes = max(2, int(self.labels.max()) + 1 if len(self.labels) else 2)
         per_class = [float(correct[self.labels == c].mean()) if (self.labels == c).any() else float("nan")
-                     for c in (0, 1)]
+                     for c in range(n_classes)]
         mismatches = 0
         if self.spot:
             fn = self.model_abi.fn("predict")
@@ -64,6 +68,6 @@ class Evaluator:
                 if isinstance(r, Exception) or fn.decode(bytes.fromhex(r[2:])) != int(pred[i]):
                     mismatches += 1
         rec = ModelRecord(block, timestamp, float(correct.mean()), per_class[0], per_class[1],
-                          len(self.samples), len(self.spot), mismatches)
+                          len(self.samples), len(self.spot), mismatches, per_class)
         self.records.append(rec)
         return rec

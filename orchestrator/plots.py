@@ -248,7 +248,7 @@ def group_colors(groups: Sequence[str]) -> dict[str, str]:
 def accuracy_plot(run: Mapping[str, Sequence[float]] | None, baseline: Mapping[str, Sequence[float]] | None,
                   markers: Markers, missing: str = "") -> Plot:
     """run/baseline: columns x (block, baseline already aligned by offset), accuracy, accuracy_class0,
-    accuracy_class1."""
+    accuracy_class1, and accuracy_class2... for a multi-class model."""
     p = Plot("accuracy", "Model accuracy over blocks",
              "Accuracy of the on-chain model on the held-out test set at the sampled blocks, overall (top) and "
              "per class (bottom). Dashed: the honest-only counterfactual baseline, aligned by block offset "
@@ -270,8 +270,10 @@ def accuracy_plot(run: Mapping[str, Sequence[float]] | None, baseline: Mapping[s
                            label="baseline (honest only)")[0], len(bx))
         top.set_ylabel("accuracy")
         top.set_title("overall")
-        colors = ("#e07b00", "#2a9d3f")
-        for c, col in enumerate(("accuracy_class0", "accuracy_class1")):
+        classes = sorted((k for k in run if k.startswith("accuracy_class")), key=lambda k: int(k[14:]))
+        cmap = matplotlib.colormaps["tab10"]
+        colors = ("#e07b00", "#2a9d3f") if len(classes) <= 2 else tuple(cmap(i % 10) for i in range(len(classes)))
+        for c, col in enumerate(classes):
             vals = np.asarray(run.get(col, []), dtype=float)
             if len(vals) and not np.all(np.isnan(vals)):
                 s.tag(bottom.plot(x, vals, color=colors[c], linewidth=1.6, marker="o", markersize=2.5,

@@ -314,8 +314,15 @@ def _accuracy_columns(cols: Mapping[str, Sequence[Any]], shift: int = 0) -> dict
         vals = cols.get(name) or [None] * len(order)
         return [float("nan") if vals[i] is None else float(vals[i]) for i in order]
 
-    return {"x": [int(cols["block"][i]) + shift for i in order], "accuracy": col("accuracy"),
-            "accuracy_class0": col("accuracy_class0"), "accuracy_class1": col("accuracy_class1")}
+    out = {"x": [int(cols["block"][i]) + shift for i in order], "accuracy": col("accuracy"),
+           "accuracy_class0": col("accuracy_class0"), "accuracy_class1": col("accuracy_class1")}
+    # Multi-class runs: every class's column from the per-class lists (older results have none).
+    lists = cols.get("accuracy_per_class") or []
+    n_classes = max((len(v) for v in lists if v is not None), default=0)
+    for c in range(2, n_classes):
+        out[f"accuracy_class{c}"] = [float("nan") if lists[i] is None or c >= len(lists[i]) or lists[i][c] is None
+                                     else float(lists[i][c]) for i in order]
+    return out
 
 
 # ---- the plots -----------------------------------------------------------------------------------

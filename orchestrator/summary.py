@@ -225,8 +225,10 @@ def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, An
         "drop_max": max(drops),
         "threshold": threshold,
         "first_over_threshold": first_over,
-        "per_class_end": {"run": [models[-1].accuracy_class0, models[-1].accuracy_class1],
-                          "baseline": [base[-1]["accuracy_class0"], base[-1]["accuracy_class1"]]},
+        "per_class_end": {"run": list(getattr(models[-1], "accuracy_per_class", None)
+                                      or [models[-1].accuracy_class0, models[-1].accuracy_class1]),
+                          "baseline": list(base[-1].get("accuracy_per_class")
+                                           or [base[-1]["accuracy_class0"], base[-1]["accuracy_class1"]])},
         "attacker_net_spent_ether": spent / 1e18,
         "attacker_cost_per_accuracy_point_ether": (spent / 1e18) / (final * 100) if final > 0 else None,
     }

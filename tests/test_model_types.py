@@ -196,3 +196,12 @@ def test_short_run_of_every_model_type(kind, tmp_path, ray_cluster):
     assert flipped and all((y not in truth[d] or len(truth[d]) > 1) and 0 <= y < ds.n_classes for d, y in flipped)
     if ds.n_classes > 2:
         assert len(set(contributions["label"])) > 2
+    # Every class's accuracy is kept, the first two agreeing with their own columns.
+    per = acc["accuracy_per_class"][-1]
+    assert len(per) == ds.n_classes
+    assert per[:2] == [acc["accuracy_class0"][-1], acc["accuracy_class1"][-1]] or any(v != v for v in per[:2])
+    # The report's accuracy plot draws the overall line and one line per class (no baseline here).
+    import re
+
+    drawn = re.search(r'data-plot="accuracy" data-series="(\d+)"', (run_dir / "report.html").read_text())
+    assert drawn and int(drawn.group(1)) == 1 + ds.n_classes
