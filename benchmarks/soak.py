@@ -97,25 +97,10 @@ class Settings(argparse.Namespace):
     reanalyze: Path | None
 
 
-# ---- a node with extra flags ----------------------------------------------------------------------
-
-class SoakNode(AnvilNode):
-    """The managed anvil, with `--prune-history` when asked (NodeSettings has no field for it)."""
-
-    def __init__(self, settings: NodeSettings, log_path: Path, prune_history: int | None):
-        super().__init__(settings, log_path)
-        self.prune_history = prune_history
-
-    def command(self) -> list[str]:
-        cmd = super().command()
-        if self.prune_history is not None:
-            cmd += ["--prune-history"] + ([str(self.prune_history)] if self.prune_history > 0 else [])
-        return cmd
-
-
 async def new_chain(s: Settings) -> Chain:
     log_dir = Path(tempfile.mkdtemp(prefix="dcai-soak-"))
-    node = SoakNode(NodeSettings(gas_limit=s.gas_limit, base_fee=0), log_dir / "anvil.log", s.prune_history)
+    node = AnvilNode(NodeSettings(gas_limit=s.gas_limit, base_fee=0, prune_history=s.prune_history),
+                     log_dir / "anvil.log")
     await asyncio.to_thread(node.start)
     client = RpcClient(node.url, max_connections=16)
     chain_id = await client.chain_id()

@@ -38,6 +38,9 @@ class NodeSettings:
     order: str = "fees"
     genesis_timestamp: int | None = None  # fixed for reproducible (driven) runs
     no_mining: bool = False  # start with mining on demand only (driven runs mine even set-up blocks)
+    # Keep only this many past states in memory (0: none); None keeps them all. Bounds anvil's memory
+    # in long runs, at the cost of calls against past blocks.
+    prune_history: int | None = None
 
 
 def free_port() -> int:
@@ -84,6 +87,8 @@ class AnvilNode:
             "--order", s.order,
             *(["--timestamp", str(s.genesis_timestamp)] if s.genesis_timestamp is not None else []),
             *(["--no-mining"] if s.no_mining else []),
+            *((["--prune-history"] + ([str(s.prune_history)] if s.prune_history else []))
+              if s.prune_history is not None else []),
             *(["--load-state", str(self.load_state)] if self.load_state is not None else []),
         ]
 

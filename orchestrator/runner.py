@@ -301,7 +301,8 @@ class Run(RecoveryMixin):
             self.node = AnvilNode(
                 NodeSettings(gas_limit=chain.gas_limit, base_fee=chain.base_fee, accounts=chain.accounts,
                              balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order,
-                             genesis_timestamp=DRIVEN_GENESIS if self.driven else None, no_mining=self.driven),
+                             genesis_timestamp=DRIVEN_GENESIS if self.driven else None, no_mining=self.driven,
+                             prune_history=chain.prune_history),
                 self.run_dir / "anvil.log",
             )
             url = await asyncio.to_thread(self.node.start)

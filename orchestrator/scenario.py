@@ -150,6 +150,11 @@ class ChainConfig(_Strict):
         description="name of the environment variable holding the funding account's "
         "private key when rpc_url is set (never the key itself)",
     )
+    prune_history: int | None = Field(
+        None, ge=8, description="managed node: keep only the states of this many recent blocks in memory "
+        "(anvil --prune-history); bounds the node's memory in long runs (about half of its growth, "
+        "benchmarks/RESULTS.md), but calls against older blocks fail: revert reasons, which are replayed "
+        "against the block before, become unavailable for transactions read later than that")
     checkpoint_every: Blocks = Field(
         25, ge=0, description="managed node: dump its state every this many blocks, to restart from "
         "if the node process dies (0: never)")

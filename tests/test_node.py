@@ -183,3 +183,27 @@ async def test_interval_mining_produces_blocks(client):
     n1 = await client.block_number()
     await asyncio.sleep(1.2)
     assert await client.block_number() == n1
+
+
+async def test_prune_history_keeps_only_recent_states(tmp_path):
+    from contracts.rpc import RpcError
+    from contracts.signing import dev_accounts
+
+    address = dev_accounts(1)[0].address
+    for prune, old_state_kept in ((None, True), (8, False)):
+        node = AnvilNode(NodeSettings(no_mining=True, prune_history=prune), tmp_path / f"anvil-{prune}.log")
+        client = RpcClient(node.start())
+        try:
+            for _ in range(20):
+                await mine(client)
+            assert await client.balance(address) > 0  # the latest state is always there
+            recent = await client.call("eth_getBalance", address, hex(18))
+            assert int(recent, 16) > 0
+            if old_state_kept:
+                assert int(await client.call("eth_getBalance", address, "0x1"), 16) > 0
+            else:
+                with pytest.raises(RpcError):
+                    await client.call("eth_getBalance", address, "0x1")
+        finally:
+            await client.close()
+            node.stop()
