@@ -152,3 +152,17 @@ async def latest_timestamp(client: RpcClient) -> int:
 
 async def set_next_timestamp(client: RpcClient, ts: int) -> None:
     await client.call("evm_setNextBlockTimestamp", ts)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A private Ray for one test module (runs join it instead of starting their own); left alone
+    if something else already started one."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    if started and ray.is_initialized():
+        ray.shutdown()

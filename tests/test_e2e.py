@@ -28,15 +28,6 @@ outputs: {{progress: false}}
 """
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def run(tmp_path: Path, mode: str, run_id: str) -> Path:
     scenario = load_scenario_text(SCENARIO.format(mode=mode), "e2e.yaml")
     return Run(scenario, results_root=tmp_path, run_id=run_id, progress=False).execute()

@@ -149,15 +149,6 @@ CONTRACTS = {"sparse_perceptron": "SparsePerceptron", "dense_perceptron": "Dense
              "dense_nearest_centroid": "DenseNearestCentroid"}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _columns(run_dir: Path, name: str) -> dict[str, list[Any]]:
     return pq.read_table(run_dir / name).to_pydict()
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from orchestrator.runner import Run
 from orchestrator.scenario import load_scenario_text
@@ -30,15 +29,6 @@ schedule: {{duration: {duration} blocks, max_wall_time: 3m, chaos: [{chaos}]}}
 evaluation: {{every: 5 blocks, spot_checks: 2}}
 outputs: {{progress: false}}
 """
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _check_recovered_run(run_dir: Path) -> dict:

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from contracts.rpc import RpcClient
 from contracts.signing import dev_accounts
@@ -33,15 +32,6 @@ telemetry: {mqtt: none}
 """
 
 GIFT = 12_345  # wei
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_ether_from_outside_the_ledger_fails_the_run_loudly(tmp_path: Path, ray_cluster):

@@ -36,19 +36,6 @@ telemetry: {{mqtt: none}}
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    # One Ray for the run and the re-run: starting it costs seconds on 2 cores.
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, ray_cluster) -> Path:
     out = Run(load_scenario_text(SCENARIO, "replay.yaml"), results_root=tmp_path_factory.mktemp("runs"),
               run_id="r", progress=False).execute()

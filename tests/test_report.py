@@ -68,15 +68,6 @@ outputs: {{progress: false}}
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, ray_cluster) -> Path:
     root = tmp_path_factory.mktemp("report-runs")
     d = Run(load_scenario_text(SCENARIO, "report-test.yaml"), results_root=root, run_id="full",

@@ -127,18 +127,6 @@ def check_ledger_against_chain(run_dir: Path, node_url: str, addresses: set[str]
     return summary
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 @pytest.fixture
 def external_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An anvil the run does not manage, mining every second, with a funder key in the environment."""

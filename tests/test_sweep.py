@@ -48,15 +48,6 @@ RUN_IDS = [f"{c}-s{s}" for c in CELLS for s in (5, 6)]
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def swept(tmp_path_factory, ray_cluster):
     root = tmp_path_factory.mktemp("sweep")
     (root / "base.yaml").write_text(BASE)
