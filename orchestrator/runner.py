@@ -27,7 +27,7 @@ import structlog
 import yaml
 
 from agents.ledger import LEDGER_COLUMNS
-from agents.policies.base import FINISHED, PolicyError, resolve_policy
+from agents.policies.base import FINISHED, HONEST, PolicyError, resolve_policy
 from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_actor_class
 from agents.wallet import FeeStance
 from contracts.compiler import compile_contracts
@@ -173,7 +173,7 @@ class Run(RecoveryMixin):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         sc = self.scenario
         if (sc.evaluation.baseline == "counterfactual" and not self.honest_only
-                and any(g.policy != "honest" for g in sc.agents)):
+                and any(g.resolved_role() != HONEST for g in sc.agents)):
             self._run_baseline()
         logs.configure(self.run_dir / "run.log.jsonl", console=True)
         previous = signal.getsignal(signal.SIGINT)
@@ -364,6 +364,7 @@ class Run(RecoveryMixin):
         specs: list[AgentSpec] = []
         cursor = 0
         agent_id = 0
+        honest_groups = {g.name or g.policy for g in sc.agents if g.resolved_role() == HONEST}
         for g in sc.agents:
             n_samples = g.samples_per_agent or per_default
             params = {"rate": g.rate, "arrival": g.arrival, **g.params}
@@ -378,9 +379,9 @@ class Run(RecoveryMixin):
                 self.agent_groups[agent_id] = group
                 agent_id += 1
         if self.honest_only:
-            specs = [s for s in specs if s.policy == "honest"]
+            specs = [s for s in specs if s.group in honest_groups]
             if not specs:
-                raise RunError("the counterfactual baseline needs at least one honest group")
+                raise RunError("the counterfactual baseline needs at least one group whose role is honest")
         return specs
 
     async def _start_shards(self, url: str | list[str], chain_id: int, specs: list[AgentSpec]) -> list[Any]:

@@ -356,6 +356,22 @@ class AgentGroup(_Strict):
     name: str | None = Field(
         None, description="label in the results; defaults to the policy (or class) name"
     )
+    role: str | None = Field(
+        None, description="what the group is there for (honest, attacker, opportunist, or your own word); "
+        "defaults to the role its policy declares. Results use roles: the honest-only baseline keeps "
+        "the honest groups, attack cost counts the attackers"
+    )
+
+    @field_validator("role")
+    @classmethod
+    def _role_syntax(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, "role")
+
+    def resolved_role(self) -> str:
+        """This group's role: its own `role`, else its policy's (resolving the policy)."""
+        from agents.policies.base import group_role
+
+        return group_role(self.policy, self.role)
 
     @field_validator("policy")
     @classmethod

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agents.policies.base import ATTACKER
 from contracts.deploy import DeployedSystem
 
 from .evaluator import ModelRecord
@@ -49,6 +50,7 @@ def build_summary(
     market: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     n = len(ledger.get("tx_hash", []))
+    roles = {g.name or g.policy: g.resolved_role() for g in scenario.agents}
     col = {k: list(v) for k, v in ledger.items()}
     statuses = Counter(col.get("status", []))
     by_action: dict[str, dict[str, int]] = {}
@@ -102,7 +104,8 @@ def build_summary(
         "contracts": (system.addresses() | {"deploy_gas": system.gas_used,
                                             "deploy_transactions": system.transactions}) if system else None,
         "agents": {"count": sum(g.count for g in scenario.agents), "groups": {
-            (g.name or g.policy): {"policy": g.policy, "count": g.count} for g in scenario.agents},
+            (g.name or g.policy): {"policy": g.policy, "role": roles[g.name or g.policy], "count": g.count}
+            for g in scenario.agents},
             "funded_total": _wei(sum(funding.values()))},
         "transactions": {
             "total": n,
@@ -146,10 +149,10 @@ def build_summary(
         "throughput": throughput,
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
                      "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
-        "incentives": by_group(accounts),
+        "incentives": {name: {"role": roles.get(name, "unspecified"), **g} for name, g in by_group(accounts).items()},
         "prediction_market": dict(market) if market else None,
         "corruption": corruption(models, baseline, state.get("start_block", 0),
-                                 scenario.evaluation.corruption_threshold, accounts),
+                                 scenario.evaluation.corruption_threshold, accounts, roles),
         "reconciliation": {
             "agents": len(accounts),
             "reconciled": sum(a.reconciled for a in accounts),
@@ -192,7 +195,8 @@ def latency_by_group(col: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, An
 
 
 def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, Any]] | None, start_block: int,
-               threshold: float, accounts: Sequence[AgentAccount]) -> dict[str, Any] | None:
+               threshold: float, accounts: Sequence[AgentAccount], roles: Mapping[str, str]
+               ) -> dict[str, Any] | None:
     """Accuracy drop of this run below the honest-only counterfactual, matched by block offset from
     the start of each run (the nearest baseline sample at or before each offset)."""
     if not baseline or not models:
@@ -216,7 +220,7 @@ def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, An
         if first_over is None and d > threshold:
             first_over = {"block_offset": off, "block": m.block}
     final = drops[-1]
-    attackers = [a for a in accounts if a.policy == "adversarial"]
+    attackers = [a for a in accounts if roles.get(a.group) == ATTACKER]
     spent = -sum(a.net for a in attackers)
     return {
         "baseline_accuracy_end": base[-1]["accuracy"],

@@ -51,6 +51,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from agents.policies.base import ATTACKER, HONEST
+
 from .results import write_json, write_table
 from .scenario import (
     Scenario,
@@ -610,8 +612,8 @@ def run_metrics(summary: Mapping[str, Any]) -> dict[str, float | None]:
     if reference is None:
         reference = _f(acc.get("start"))
     groups = summary.get("incentives") or {}
-    attackers = [g for g in groups.values() if g.get("policy") == "adversarial"]
-    honest = [g for g in groups.values() if g.get("policy") == "honest"]
+    attackers = [g for g in groups.values() if g.get("role") == ATTACKER]
+    honest = [g for g in groups.values() if g.get("role") == HONEST]
     attacker_cost = -sum(int(g["net"]) for g in attackers) / 1e18 if attackers else None
     honest_net = sum(int(g["net"]) for g in honest) / 1e18 if honest else None
     honest_agents = sum(int(g.get("agents", 0)) for g in honest)

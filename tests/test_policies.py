@@ -256,3 +256,19 @@ def test_policy_by_import_path_and_clear_errors():
         resolve_policy("numpy:ndarray")
     with pytest.raises(PolicyError, match="unknown policy"):
         resolve_policy("nonexistent")
+
+
+def test_roles_come_from_policies_and_groups_may_override() -> None:
+    from agents.policies.base import group_role
+    from orchestrator.scenario import load_scenario_text
+
+    assert [group_role(p) for p in ("honest", "adversarial", "greedy", "karma_seeker")] == [
+        "honest", "attacker", "opportunist", "opportunist"]
+    # A plugin that declares no role is neither honest nor an attacker until its group says so.
+    assert group_role("plugin_policies:OneShotPolicy") == "unspecified"
+    sc = load_scenario_text(
+        "name: roles\nschedule: {duration: 10}\nagents:\n"
+        "  - {policy: 'plugin_policies:OneShotPolicy', count: 1, role: attacker}\n"
+        "  - {policy: greedy, count: 1, role: honest}\n"
+        "  - {policy: honest, count: 1}\n")
+    assert [g.resolved_role() for g in sc.agents] == ["attacker", "honest", "honest"]

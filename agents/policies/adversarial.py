@@ -58,6 +58,7 @@ MALFORMED = ("good", "oversized", "negative_index", "beyond_model", "bad_label",
 
 class AdversarialPolicy(Policy):
     name: ClassVar[str] = "adversarial"
+    role: ClassVar[str] = "attacker"
     param_defaults: ClassVar[dict[str, Any]] = {
         "attack": "label_flip", "budget": 10**18, "rate": 0.05, "arrival": "poisson", "target_class": 1,
         "spam_indices": 200, "spam_per_block": 5, "front_run_tip": 20 * GWEI, "warmup": 2, "max_in_flight": 8,

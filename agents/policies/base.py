@@ -175,11 +175,24 @@ class PolicyError(ValueError):
     pass
 
 
+# What a participant is there for. Results use roles, never policy names: the honest-only baseline keeps
+# the `honest` groups, attack cost counts the `attacker` groups, and every role but `honest` shares the
+# blame for accuracy lost against that baseline. `opportunist`: plays the rules for its own gain
+# (takes others' deposits, farms points) without aiming at the model. Other roles are allowed.
+HONEST = "honest"
+ATTACKER = "attacker"
+OPPORTUNIST = "opportunist"
+UNSPECIFIED = "unspecified"
+KNOWN_ROLES = (HONEST, ATTACKER, OPPORTUNIST, UNSPECIFIED)
+
+
 class Policy:
     """Base class. Subclasses set `name` and implement `decide`; `needs_public` asks the shard to
     keep the public list of contributions up to date."""
 
     name: ClassVar[str] = "policy"
+    # A plugin that declares nothing is neither in the honest baseline nor counted as an attacker.
+    role: ClassVar[str] = UNSPECIFIED
     needs_public: ClassVar[bool] = False
     param_defaults: ClassVar[dict[str, Any]] = {}
 
@@ -268,6 +281,11 @@ def resolve_policy(name: str) -> type[Policy]:
     if not (isinstance(cls, type) and issubclass(cls, Policy)):
         raise PolicyError(f"policy {name!r}: {target} is not a subclass of agents.policies.base.Policy")
     return cls
+
+
+def group_role(policy: str, override: str | None = None) -> str:
+    """A group's role: the scenario's `role` if it sets one, else what its policy class declares."""
+    return override or resolve_policy(policy).role
 
 
 # ---- small helpers shared by policies ---------------------------------------------------------

@@ -50,6 +50,7 @@ REFUND_GAS = 110_000
 
 class GreedyPolicy(Policy):
     name: ClassVar[str] = "greedy"
+    role: ClassVar[str] = "opportunist"
     needs_public: ClassVar[bool] = True
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.05, "arrival": "poisson", "p_agree": 0.95, "value_per_valid": None, "max_deposit": None,

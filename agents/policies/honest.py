@@ -40,6 +40,7 @@ from .base import (
 
 class HonestPolicy(Policy):
     name: ClassVar[str] = "honest"
+    role: ClassVar[str] = "honest"
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.05, "arrival": "poisson", "mistake_rate": 0.0, "recheck_s": 6 * 3600,
         "give_up_s": 3 * 86400, "report": False, "max_in_flight": 4, "burst_size": 10, "burst_every": 60,

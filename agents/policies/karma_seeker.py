@@ -36,6 +36,7 @@ from .base import (
 
 class KarmaSeekerPolicy(Policy):
     name: ClassVar[str] = "karma_seeker"
+    role: ClassVar[str] = "opportunist"
     needs_public: ClassVar[bool] = True
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "rival_window_s": 600,
