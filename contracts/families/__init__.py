@@ -14,6 +14,7 @@ from .registry import (
     get,
     names,
     register,
+    reset,
     resolve,
     unregister,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "get",
     "names",
     "register",
+    "reset",
     "resolve",
     "unregister",
 ]

@@ -29,12 +29,14 @@ class UnknownModelFamily(ValueError):
     pass
 
 
-class ModelPluginError(RuntimeError):
-    """A `dcai.models` plugin failed to load; the message is one line naming it."""
+class ModelPluginError(ValueError):
+    """A `dcai.models` plugin failed to load; the message is one line naming it. A ValueError, so
+    scenario validation reports it at `model.type` like any other bad value."""
 
 
 _families: dict[str, ModelFamily] = {}
 _loaded = False
+_plugin_error: ModelPluginError | None = None  # raised on every lookup: a broken plugin never goes unnoticed
 
 
 def register(family: ModelFamily | type[ModelFamily], *, replace: bool = False) -> ModelFamily:
@@ -53,6 +55,14 @@ def unregister(name: str) -> None:
     _families.pop(name, None)
 
 
+def reset() -> None:
+    """Forget every family: the next lookup loads the shipped ones and the installed plugins again
+    (after installing a plugin in a running process; tests)."""
+    global _loaded, _plugin_error
+    _families.clear()
+    _loaded, _plugin_error = False, None
+
+
 def _add(family: ModelFamily, replace: bool) -> None:
     for taken in _families.values():
         if taken.name == family.name:
@@ -66,13 +76,16 @@ def _add(family: ModelFamily, replace: bool) -> None:
 
 
 def _ensure_loaded() -> None:
-    global _loaded
+    global _loaded, _plugin_error
+    if _plugin_error is not None:
+        raise _plugin_error
     if _loaded:
         return
     _loaded = True  # set first: a plugin that imports the registry must not re-enter
     for module in BUILTIN_MODULES:
         _add(importlib.import_module(module).FAMILY, False)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    # Sorted: the same plugins register in the same order on every machine.
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             loaded = ep.load()
             family = loaded() if isinstance(loaded, type) else loaded
@@ -81,8 +94,9 @@ def _ensure_loaded() -> None:
             _add(family, False)
         except Exception as e:  # noqa: BLE001 - any failure of foreign code becomes one line
             problem = " ".join(str(e).split())[:200]
-            raise ModelPluginError(f"model family plugin {ep.name!r} ({ep.value}): {type(e).__name__}: {problem}"
-                                   ) from None
+            _plugin_error = ModelPluginError(
+                f"model family plugin {ep.name!r} ({ep.value}): {type(e).__name__}: {problem}")
+            raise _plugin_error from None
 
 
 def families() -> tuple[ModelFamily, ...]:
