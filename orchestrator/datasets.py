@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .scenario import BINARY_MODELS, DatasetConfig
+from .scenario import DatasetConfig
 
 
 class DatasetError(ValueError):
@@ -339,10 +339,13 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
 def for_model(ds: Dataset, model_type: str) -> Dataset:
     """The dataset as `model_type` (a `ModelConfig.type`) takes it. Raises DatasetError, naming the
     dataset, when the model cannot take its labels."""
-    if model_type in BINARY_MODELS and ds.n_classes > 2:
+    from contracts.families import get
+
+    family = get(model_type)  # what the model takes comes from its family (plugins included)
+    if family.binary_only and ds.n_classes > 2:
         raise DatasetError(f"dataset {ds.name}: {ds.n_classes} classes, but model type {model_type!r} takes two; "
                            "use naive_bayes, dense_nearest_centroid or sparse_nearest_centroid")
-    if not model_type.startswith("dense_"):
+    if not family.dense:
         return ds
     if ds.dense is None:
         raise DatasetError(f"dataset {ds.name}: no real-valued features for a dense model")

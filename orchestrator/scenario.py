@@ -201,59 +201,86 @@ class ChainConfig(_Strict):
         return value
 
 
+# The shipped families' names, for callers that list them; scenarios accept every registered
+# family (contracts.families, plugins included), so check membership with the registry instead.
 MODEL_TYPES = ("sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_nearest_centroid",
                "sparse_nearest_centroid")
 BINARY_MODELS = ("sparse_perceptron", "dense_perceptron")  # one weight vector: two classes only
 PERCEPTRONS = BINARY_MODELS
-ModelType = Literal["sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_nearest_centroid",
-                    "sparse_nearest_centroid"]
+_MODEL_OPTIONS = ("learning_rate", "intercept", "smoothing")
 
 
-def _normalise_model_type(value: Any) -> Any:
-    # Scenarios written before there was a choice say "sparse perceptron"; keep them valid.
-    return "sparse_perceptron" if value == "sparse perceptron" else value
+def _model_family(name: str) -> Any:
+    from contracts.families import get
+
+    return get(name)
+
+
+class _ModelTypeSchema:
+    """`model.type` in the JSON schema: the registered families at the time the schema is made."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        from contracts.families import families
+
+        kinds = families()
+        return {"type": "string", "enum": [f.name for f in kinds] + [a for f in kinds for a in f.aliases],
+                "default": "sparse_perceptron",
+                "description": "the model family: " + "; ".join(
+                    f"{f.name} ({f.description or f.contract})" for f in kinds)
+                + ". Older spellings: " + ", ".join(f"{a!r} for {f.name}" for f in kinds for a in f.aliases)}
 
 
 class ModelConfig(_Strict):
-    type: Annotated[ModelType, BeforeValidator(_normalise_model_type)] = Field(
-        "sparse_perceptron",
-        description="sparse_perceptron, dense_perceptron (binary labels); naive_bayes, dense_nearest_centroid, "
-        "sparse_nearest_centroid (two or more classes). 'sparse perceptron' is accepted for sparse_perceptron")
+    type: Annotated[str, _ModelTypeSchema()] = "sparse_perceptron"
     # None means "not given": an option given for a model that has no use for it is a mistake worth
-    # reporting, so defaults are filled in only for the types they belong to.
+    # reporting, so defaults are filled in only for the families that declare them.
     learning_rate: float | None = Field(None, gt=0, description="perceptrons: step of an update (default 0.5)")
     intercept: float | None = Field(None, description="perceptrons: fixed intercept, never trained (default 0)")
     smoothing: float | None = Field(
         None, gt=0, description="naive_bayes: additive smoothing of the counts, 1 = Laplace (default 1)")
 
+    @field_validator("type")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        # One place maps spellings: the registry (canonical names and each family's aliases).
+        try:
+            return str(_model_family(value).name)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+
     @field_validator("learning_rate", "intercept", "smoothing")
     @classmethod
     def _option_applies(cls, value: float | None, info: ValidationInfo) -> float | None:
         kind = info.data.get("type")
-        owners = {"learning_rate": PERCEPTRONS, "intercept": PERCEPTRONS, "smoothing": ("naive_bayes",)}
-        if value is not None and kind is not None and kind not in owners[info.field_name or ""]:
-            raise ValueError(f"{info.field_name} applies to {' and '.join(owners[info.field_name or ''])} only, "
+        if value is None or kind is None:
+            return value
+        from contracts.families import families
+
+        if info.field_name not in _model_family(kind).options:
+            owners = [f.name for f in families() if info.field_name in f.options]
+            raise ValueError(f"{info.field_name} applies to {' and '.join(owners) or 'no model type'} only, "
                              f"not to model type {kind!r}; remove it")
         return value
 
     @model_validator(mode="after")
     def _defaults_of_the_type(self) -> ModelConfig:
-        if self.type in PERCEPTRONS:
-            if self.learning_rate is None:
-                self.learning_rate = 0.5
-            if self.intercept is None:
-                self.intercept = 0.0
-        elif self.type == "naive_bayes" and self.smoothing is None:
-            self.smoothing = 1.0
+        for option, default in _model_family(self.type).options.items():
+            if option in _MODEL_OPTIONS and getattr(self, option) is None:
+                setattr(self, option, float(default))
         return self
+
+    def family_options(self) -> dict[str, float]:
+        """The options the family takes, with their values (defaults filled in)."""
+        return {o: getattr(self, o) if o in _MODEL_OPTIONS else float(d)
+                for o, d in _model_family(self.type).options.items()}
 
     @property
     def binary_only(self) -> bool:
-        return self.type in BINARY_MODELS
+        return bool(_model_family(self.type).binary_only)
 
     @property
     def dense(self) -> bool:
-        return self.type.startswith("dense_")
+        return bool(_model_family(self.type).dense)
 
 
 class DatasetConfig(_Strict):

@@ -15,24 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from contracts.families import UnknownModelFamily, by_contract, get
 from contracts.model_files import model_to_dict
-from contracts.models import (
-    MODEL_CONTRACTS,
-    DenseNearestCentroidSpec,
-    DensePerceptronSpec,
-    NaiveBayesSpec,
-    SparseNearestCentroidSpec,
-    SparsePerceptronSpec,
-)
-from contracts.twins import (
-    DenseNearestCentroidTwin,
-    DensePerceptronTwin,
-    NaiveBayesTwin,
-    SparseNearestCentroidTwin,
-    SparsePerceptronTwin,
-    Twin,
-    twin_from_spec,
-)
+from contracts.twins import Twin, twin_from_spec
 
 from .datasets import for_model, load_dataset, split
 from .scenario import Scenario
@@ -44,64 +29,44 @@ class VersionError(ValueError):
     pass
 
 
-def save_initial_model(run_dir: Path, spec: Any) -> None:
+def save_initial_model(run_dir: Path, spec: Any, family: str | None = None) -> None:
+    """Write the initial model (exact fixed-point integers). `family` names it when several families
+    share a contract; by default the contract's first family."""
     from .results import write_json
 
-    write_json(run_dir / INITIAL_MODEL, {"contract": spec.contract, "spec": asdict(spec)})
+    name = family or by_contract(spec.contract).name
+    write_json(run_dir / INITIAL_MODEL, {"contract": spec.contract, "family": name, "spec": asdict(spec)})
 
 
-def _int_keys(per_class: list[dict[str, int]]) -> list[dict[int, int]]:
-    # JSON object keys are text; the specs index features by integer.
-    return [{int(f): int(n) for f, n in c.items()} for c in per_class]
+def _family_of(path: Path, data: dict[str, Any]) -> Any:
+    try:
+        # Runs before families were named saved only the contract.
+        return get(data["family"]) if "family" in data else by_contract(str(data.get("contract")))
+    except UnknownModelFamily as e:
+        raise VersionError(f"{path}: {e}") from None
 
 
 def load_initial_model(run_dir: Path) -> Any:
-    """The spec saved by `save_initial_model` (fixed-point integers, exact), for any model contract."""
+    """The spec saved by `save_initial_model` (fixed-point integers, exact), for any model family."""
     path = run_dir / INITIAL_MODEL
     if not path.exists():
         raise VersionError(f"{path}: missing (runs before this feature did not save their initial model)")
     data = json.loads(path.read_text())
-    contract = data.get("contract")
-    if contract not in MODEL_CONTRACTS:
-        raise VersionError(f"{path}: unknown model contract {contract!r}; known: {sorted(MODEL_CONTRACTS)}")
-    spec = data["spec"]
-    names = tuple(spec["classifications"])
-    if contract == "SparsePerceptron":
-        return SparsePerceptronSpec(weights=[int(w) for w in spec["weights"]], intercept=int(spec["intercept"]),
-                                    learning_rate=int(spec["learning_rate"]),
-                                    classifications=names)  # type: ignore[arg-type]
-    if contract == "DensePerceptron":
-        return DensePerceptronSpec(weights=[int(w) for w in spec["weights"]], intercept=int(spec["intercept"]),
-                                   learning_rate=int(spec["learning_rate"]),
-                                   classifications=names)  # type: ignore[arg-type]
-    if contract == "NaiveBayes":
-        return NaiveBayesSpec(class_counts=[int(n) for n in spec["class_counts"]],
-                              feature_counts=_int_keys(spec["feature_counts"]),
-                              vocabulary_size=int(spec["vocabulary_size"]), smoothing=int(spec["smoothing"]),
-                              classifications=names)
-    if contract == "DenseNearestCentroid":
-        return DenseNearestCentroidSpec(centroids=[[int(v) for v in c] for c in spec["centroids"]],
-                                        data_counts=[int(n) for n in spec["data_counts"]], classifications=names)
-    return SparseNearestCentroidSpec(sums=_int_keys(spec["sums"]), data_counts=[int(n) for n in spec["data_counts"]],
-                                     vocabulary_size=int(spec["vocabulary_size"]), classifications=names)
+    return _family_of(path, data).spec_from_json(data["spec"])
 
 
 def spec_of_twin(twin: Twin, initial: Any) -> Any:
     """The model a twin holds, as a spec of the same contract (class names from the initial spec)."""
-    names = initial.classifications
-    if isinstance(twin, SparsePerceptronTwin):
-        return SparsePerceptronSpec([int(w) for w in twin.weights], twin.intercept, twin.learning_rate, names)
-    if isinstance(twin, DensePerceptronTwin):
-        return DensePerceptronSpec(list(twin.weights), twin.intercept, twin.learning_rate, names)
-    if isinstance(twin, NaiveBayesTwin):
-        counts = [{int(f): int(row[f]) for f in np.flatnonzero(row)} for row in twin.counts]
-        return NaiveBayesSpec(list(twin.num_samples), counts, twin.vocabulary_size, twin.smoothing, names)
-    if isinstance(twin, DenseNearestCentroidTwin):
-        return DenseNearestCentroidSpec([list(c) for c in twin.centroids], list(twin.data_counts), names)
-    if isinstance(twin, SparseNearestCentroidTwin):
-        sums = [{int(j): int(row[j]) for j in np.flatnonzero(row)} for row in twin.sums]
-        return SparseNearestCentroidSpec(sums, list(twin.num_samples), twin.vocabulary_size, names)
-    raise VersionError(f"no spec for a {type(twin).__name__}")
+    family = next((f for f in _families_of(initial) if isinstance(twin, f.twin_type)), None)
+    if family is None:
+        raise VersionError(f"no spec for a {type(twin).__name__}")
+    return family.spec_of_twin(twin, initial.classifications)
+
+
+def _families_of(spec: Any) -> list[Any]:
+    from contracts.families import families
+
+    return [f for f in families() if f.contract == spec.contract]
 
 
 def test_set(scenario: Scenario) -> tuple[list[tuple[int, ...]], np.ndarray]:
