@@ -368,16 +368,20 @@ class ShardCore:
         await self._answer(agent, obs)
         actions = agent.policy.decide(obs)
         sends = []
+        queued = 0
         for action in actions:
             if len(self.pending) + len(sends) >= self.config.max_in_flight:
                 break  # back-pressure: the policy will decide again next block
             if agent.wallet.needs_resync:
                 break
-            if not self._affordable(agent, action, block):
+            cost = self._worst_cost(agent, action, block)
+            budget = getattr(agent.policy, "budget", None)
+            if budget is not None and agent.spent + agent.reserved + queued + cost > budget:
                 refused = getattr(agent.policy, "refused", None)
                 if refused is not None:
                     refused(action, "budget")
                 continue
+            queued += cost  # reserved only once sent, below: count it for this block's later actions
             job = self._prepare(agent, action, block)
             if job is not None:
                 sends.append(self._send(*job, report=report))
@@ -397,17 +401,15 @@ class ShardCore:
             return gas_limits.predict_gas(len(action.data), model, k), 0
         raise TypeError(f"unknown action {action!r}")
 
-    def _affordable(self, agent: Agent, action: Action, block: BlockInfo) -> bool:
-        """Within the policy's budget even if everything pending costs its worst case."""
-        budget = getattr(agent.policy, "budget", None)
-        if budget is None:
-            return True
+    def _worst_cost(self, agent: Agent, action: Action, block: BlockInfo) -> int:
+        """The most an action can cost its sender: value + gas limit * max fee (a policy's budget must
+        hold even if everything pending costs that)."""
         gas, value = self._gas_of(action)
         if isinstance(action, Refund):
             c = agent.by_id(action.contribution_id)
             gas = gas_limits.refund_gas(len(c.data), self.config.model_contract, self.config.n_classes)
         stance = replace(agent.fees, tip=action.tip) if action.tip is not None else agent.fees
-        return agent.spent + agent.reserved + value + gas * stance.price(block.base_fee)[1] <= budget
+        return value + gas * stance.price(block.base_fee)[1]
 
     def _prepare(self, agent: Agent, action: Action, block: BlockInfo
                  ) -> tuple[Agent, str, bytes, int, int, BlockInfo, Contribution | None, PublicContribution | None,
@@ -655,6 +657,10 @@ class ShardCore:
             stance = replace(p.agent.fees, tip=max(int(r.max_priority_fee * bump) + 1, p.agent.fees.tip),
                              floor=int(r.max_fee * bump) + 1, cap=None)
             data, value, gas = p.raw_args
+            budget = getattr(p.agent.policy, "budget", None)
+            if budget is not None and (p.agent.spent + p.agent.reserved + value + gas * stance.price(block.base_fee)[1]
+                                       > budget):
+                continue  # the original stays in charge: a costlier copy could break the budget
             jobs.append(self._send(p.agent, r.action, data, value, gas, block, p.contribution, p.target, None,
                                    report=report, nonce=r.nonce, replaces=p, fees=stance))
         await asyncio.gather(*jobs)

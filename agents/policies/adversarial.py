@@ -108,7 +108,7 @@ class AdversarialPolicy(Policy):
         """The shard did not send `action` (its worst-case cost does not fit the budget)."""
         if isinstance(action, (Refund, Report)):
             self._claims_off = True
-        else:
+        elif self.attack != "malformed":  # a probe too costly is skipped, the next may fit
             self._stopped = self._stopped or why
 
     def attacking(self, obs: Observation) -> bool:
