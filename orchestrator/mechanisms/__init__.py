@@ -106,6 +106,8 @@ class Mechanism:
     contracts: ClassVar[tuple[str, ...]] = ()  # Solidity contract names this mechanism deploys
     allows_warps: ClassVar[bool] = True  # idle chain time may be skipped to the agents' next wake
     models: ClassVar[tuple[str, ...] | None] = None  # model types it supports (None: every one)
+    # Agents claim from the contract after the schedule (refunds, takes): the run settles them.
+    agents_claim: ClassVar[bool] = True
 
     async def deploy(self, ctx: DeployContext) -> Any:
         """Deploy the system; returns a contracts.deploy.DeployedSystem."""

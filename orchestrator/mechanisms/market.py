@@ -32,6 +32,7 @@ class PredictionMarket(Mechanism):
     config_cls: ClassVar[type] = MarketConfig
     contracts: ClassVar[tuple[str, ...]] = ("PredictionMarket",)
     allows_warps: ClassVar[bool] = False  # a market round has no waits to skip
+    agents_claim: ClassVar[bool] = False  # participants collect in the market's own settlement
     models: ClassVar[tuple[str, ...] | None] = ("sparse_perceptron",)  # its contract reads perceptron weights
 
     driver: MarketDriver | None = None
