@@ -100,7 +100,8 @@ class Run:
         previous = signal.getsignal(signal.SIGINT)
         try:
             asyncio.run(self._main())
-            if self.write_report:
+            # Interrupted during set-up: there is nothing to plot, and the user asked to stop now.
+            if self.write_report and not (self._in_setup and self.state.status == "interrupted"):
                 try:
                     from ..report import write_report
 
