@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -73,7 +74,7 @@ def test_ctrl_c_during_deploy_stops_at_once_with_a_partial_folder(tmp_path):
             time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.5)  # deploy under way
-        sent = time.monotonic()
+        sent, sent_wall = time.monotonic(), time.time()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         took = time.monotonic() - sent
@@ -81,8 +82,14 @@ def test_ctrl_c_during_deploy_stops_at_once_with_a_partial_folder(tmp_path):
         if proc.poll() is None:
             proc.kill()
     out = proc.stdout.read() if proc.stdout else ""
-    assert took < 3.0, f"took {took:.2f} s to stop\n{out}"
-    assert '"contracts deployed"' not in log.read_text()  # it really was interrupted during deploy
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert not any(r["event"] == "contracts deployed" for r in records)  # it really was interrupted during deploy
+    finished = next(r for r in records if r["event"] == "run finished")
+    # The run stops and has written its folder within two seconds of the signal; the process then
+    # exits (interpreter teardown, slower on a loaded machine).
+    stopped = datetime.fromisoformat(finished["timestamp"].replace("Z", "+00:00")).timestamp() - sent_wall
+    assert stopped < 2.0, f"the run took {stopped:.2f} s to stop\n{out}"
+    assert took < 15, f"the process took {took:.2f} s to exit\n{out}"
     run_dir = tmp_path / "out" / "r"
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["status"] == "interrupted" and s["ended_because"] == "interrupted during set-up"

@@ -248,7 +248,7 @@ class Run:
             settle = sched.settle and not self._stop_requested and self.world.mechanism.agents_claim
             self.settling = await self.pool.stop_acting(settle)
             self.settle_end = head.number + sched.settle_max_blocks
-            self.telemetry.event("acting_stopped", block=head.number, reason=self.state.ended_because,
+            self.recorder.notice("acting_stopped", block=head.number, reason=self.state.ended_because,
                                  settling=self.settling)
             self.recorder.status("settling" if self.settling else "stopping")
         finished = all(r.finished for r in reports)
