@@ -8,8 +8,9 @@ benchmarks or libraries.
 
 `--root` measures another checkout (for example the commit before a refactor, extracted with
 `git archive`); `--duration` shortens the schedule (the walk counts each function once, so a
-shorter run walks the same code, give or take branches taken late). Printed: distinct files, the
-walk's length in functions, returns to a file already left, and the files in first-visit order.
+shorter run walks the same code, give or take branches taken late). Printed, for functions only
+and with module bodies run at import counted too: distinct files, the walk's length in functions,
+returns to a file already left, and the files in first-visit order.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Walk:
         self.prefixes = tuple(str(root / p) + os.sep for p in PACKAGES)
         self.root = root
         self.seen_functions: set[Any] = set()
-        self.files: list[str] = []  # file of each newly called function, in order
+        self.calls: list[tuple[str, str]] = []  # (file, function) of each newly called function, in order
         self.lock = threading.Lock()
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
@@ -45,14 +46,16 @@ class Walk:
             if code in self.seen_functions:
                 return
             self.seen_functions.add(code)
-            self.files.append(os.path.relpath(path, self.root))
+            self.calls.append((os.path.relpath(path, self.root), code.co_qualname))
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, imports: bool) -> dict[str, Any]:
+        """With `imports`, module bodies run at import count as visits too; without, functions only."""
+        files = [f for f, name in self.calls if imports or name != "<module>"]
         order: list[str] = []
         left: set[str] = set()
         returns = 0
         current: str | None = None
-        for f in self.files:
+        for f in files:
             if f == current:
                 continue
             if f in left:
@@ -62,7 +65,7 @@ class Walk:
             current = f
             if f not in order:
                 order.append(f)
-        return {"distinct_files": len(order), "functions": len(self.files), "returns": returns, "files": order}
+        return {"distinct_files": len(order), "functions": len(files), "returns": returns, "files": order}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.setprofile(None)
         threading.setprofile(None)  # type: ignore[arg-type]
     figures = {"root": str(root), "scenario": args.scenario, "duration": args.duration, "exit": code,
-               **walk.figures()}
-    print(f"\n{figures['distinct_files']} files, {figures['functions']} functions, "
-          f"{figures['returns']} returns to a file already left (exit {code})")
-    for f in figures["files"]:
-        print(f"  {f}")
+               **walk.figures(imports=False), "with_imports": walk.figures(imports=True), "calls": walk.calls}
+    for label, f in (("functions only", figures), ("imports included", figures["with_imports"])):
+        print(f"\n{label}: {f['distinct_files']} files, {f['functions']} functions, "
+              f"{f['returns']} returns to a file already left (exit {code})")
+    for name in figures["files"]:
+        print(f"  {name}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
