@@ -63,6 +63,9 @@ class BlockInfo:
     base_fee: int  # what the next block will charge
     load: float = 1.0  # the schedule's current multiplier of arrival rates
     fill: float = 0.0  # gas used / gas limit of this block
+    # Seconds per block from now on, as the run's clock has it (a block_time chaos event changes it);
+    # 0: not given, the shard's configured block time.
+    block_time: int = 0
 
 
 @dataclass

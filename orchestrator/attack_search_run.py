@@ -31,7 +31,7 @@ FRONTIER_COLUMNS = ["cell", "kind", "point", "seed", "run_id", "params", "status
 
 def execute(scenario: Scenario, runs_root: str, run_id: str, honest_only: bool, shard_cpus: float) -> str:
     """One run, in whatever process calls it; returns its status from its summary."""
-    from .runner import Run
+    from .run import Run
 
     run_dir = Path(runs_root) / run_id
     status, _ = read_summary(run_dir)
