@@ -9,7 +9,8 @@ simulate.py), and how this loop follows or departs from them:
    the model disagrees). Here the agent first asks the model with a free `predict` call and sends
    the refund only when it agrees, so a refused refund costs no gas; if the model disagrees it asks
    again at each step of a shared grid of chain time (`recheck_s`), until the last window opens.
-3. Someone else's contribution past the refund wait: the reference tries `report` (rejected unless
+3. Someone else's contribution past the refund wait (looked at every `report_every_s`, by default a
+   quarter of the window between the refund wait and the any-address wait): the reference tries `report` (rejected unless
    the model disagrees and the reporter has verified contributions). Here: a free `predict`, the
    remaining deposit and the agent's verified count first; it reports when the model disagrees, the
    remainder is above 0, it has verified contributions (the contract pays
@@ -67,6 +68,7 @@ class ClaimRules:
     take_all: bool = True  # take whatever is left once the any-address window opens
     points_reports: bool = False  # under Points: report rivals the model rejects
     recheck_s: int | None = None  # None: the mechanism's refund wait, between 1 minute and 6 hours
+    report_every_s: int | None = None  # None: a quarter of the report window, at least recheck_s
     give_up_s: int | None = None  # stop asking for its own refund this long after adding (take-all still)
     take_all_grace_s: int = 60  # others' take-all waits this long after the author's
     rival_window_s: int = 600  # Points: rivals are looked at this long after their wait ends
@@ -100,6 +102,15 @@ class ClaimLoop:
         if self.rules.recheck_s:
             return int(self.rules.recheck_s)
         return min(max(obs.mechanism.refund_wait, 60), 6 * HOUR)
+
+    def report_every_s(self, obs: Observation) -> int:
+        """How often others' contributions are looked at in the report window. Each look costs a
+        `predict` and a remainder read per contribution (node time, shared by the shard's agents),
+        and a take pays the same whenever in the window it lands: a quarter of the window by default."""
+        if self.rules.report_every_s:
+            return int(self.rules.report_every_s)
+        m = obs.mechanism
+        return max(self.recheck_s(obs), (m.any_address_claim_wait - m.refund_wait) // 4, 1)
 
     @staticmethod
     def _grid_ceil(t: int, step: int) -> int:
@@ -158,7 +169,7 @@ class ClaimLoop:
         take_all = c.added_time + m.any_address_claim_wait + self.rules.take_all_grace_s
         take = None
         if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0):
-            step = self.recheck_s(obs)
+            step = self.report_every_s(obs)
             take = self._grid_ceil(opens, step) if last is None else max(opens, self._grid_ceil(last + 1, step))
             if take >= take_all - self.rules.take_all_grace_s:
                 take = None
@@ -251,6 +262,8 @@ class ClaimLoop:
             tip = self._tip(obs, reward)
             if reward - REPORT_GAS * (obs.base_fee + (tip or 10**9)) <= self.rules.min_reward_over_fee:
                 self._count("fee above reward")
+                if age >= m.any_address_claim_wait:
+                    self._done.add(c.key)  # dust no one would pay gas for: it stays in the trainer
                 continue
             if len(out) >= slots:
                 self._count("in-flight limit")
