@@ -38,6 +38,7 @@ A prediction market has no claims (its shard collects at the end): the loop stay
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,6 +96,15 @@ class ClaimLoop:
         self._due_own: list[Contribution] = []
         self._due_others: list[PublicContribution] = []
         self.reasons: dict[str, int] = {}  # why claims were not sent (counts), for the summary
+        # Others' contributions by their next moment: each block touches only those due, not the whole
+        # public list (thousands of contributions times every agent of the shard, every block).
+        self._heap: list[tuple[int, int, Key]] = []
+        self._sched: dict[Key, int] = {}
+        self._by_key: dict[Key, PublicContribution] = {}
+        self._ingested = 0
+        self._dirty: set[Key] = set()
+        self._rebuild = False
+        self._seq = 0  # tie-breaker of equal moments (an int: the policy is pickled in snapshots)
 
     # ---- moments ---------------------------------------------------------------------------------
 
@@ -187,9 +197,13 @@ class ClaimLoop:
         own = [c for c in obs.contributions
                if (t := self._own_moment(obs, c)) is not None and t <= obs.time
                and own_key(obs.address, c) not in obs.claims_in_flight]
-        others = [c for c in obs.public
-                  if (t := self._other_moment(obs, c)) is not None and t <= obs.time
-                  and c.key not in obs.claims_in_flight]
+        for c in self._due_others:  # left over from a block whose decision never came
+            self._schedule(obs, c)
+        due = self._due_public(obs)
+        others = [c for c in due if c.key not in obs.claims_in_flight]
+        for c in due:
+            if c.key in obs.claims_in_flight:
+                self._schedule(obs, c)
         self._due_own, self._due_others = own, others
         w = Wants()
         if not own and not others:
@@ -206,8 +220,16 @@ class ClaimLoop:
 
     def decide(self, obs: Observation, slots: int) -> list[Action]:
         """Claims due now, at most `slots` of them."""
+        try:
+            return self._decide(obs, slots)
+        finally:
+            for c in self._due_others:
+                self._schedule(obs, c)
+            self._due_others = []
+
+    def _decide(self, obs: Observation, slots: int) -> list[Action]:
         if obs.num_valid is not None:
-            self._valid = obs.num_valid
+            self._set_valid(obs.num_valid)
         out: list[Action] = []
         m = obs.mechanism
         for c in self._due_own:
@@ -287,7 +309,11 @@ class ClaimLoop:
     def next_moment(self, obs: Observation) -> int:
         """The earliest chain time a claim may be due; FINISHED when nothing could ever be claimed."""
         moments = [t for c in obs.contributions if (t := self._own_moment(obs, c)) is not None]
-        moments += [t for c in obs.public if (t := self._other_moment(obs, c)) is not None]
+        self._sync(obs)
+        while self._heap and self._sched.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # stale entry
+        if self._heap:
+            moments.append(self._heap[0][0])
         # A contribution of its own still in flight or being refunded may end as a claim later.
         if any(c.state in (ContributionState.SUBMITTED, ContributionState.REFUND_SENT) for c in obs.contributions):
             return obs.time
@@ -295,9 +321,10 @@ class ClaimLoop:
 
     def settled(self, key: Key, action: str, ok: bool, reason: str, obs_time: int, last_window: bool) -> None:
         """A claim of this agent reached a final status (told by the shard)."""
+        self._dirty.add(key)
         if ok:
             if action == "refund":
-                self._valid = (self._valid or 0) + 1  # one more verified contribution
+                self._set_valid((self._valid or 0) + 1)  # one more verified contribution
             if action == "report" and not last_window:
                 self._took.add(key)
             elif action == "report" or action == "refund":
@@ -305,6 +332,61 @@ class ClaimLoop:
             return
         if any(r in reason for r in FINAL_REVERTS):
             self._done.add(key)
+
+    # ---- the schedule of others' contributions -----------------------------------------------------
+
+    def _set_valid(self, n: int) -> None:
+        if self._valid == 0 and n > 0:
+            self._rebuild = True  # report moments skipped while it had no verified data count again
+        self._valid = n
+
+    def _sync(self, obs: Observation) -> None:
+        """Take in contributions published since the last block (the list only grows, except when a
+        reorg cuts it: then start over)."""
+        if self._rebuild or len(obs.public) < self._ingested:
+            self._heap, self._sched, self._by_key, self._ingested = [], {}, {}, 0
+            self._rebuild = False
+        for c in obs.public[self._ingested:]:
+            self._schedule(obs, c)
+        self._ingested = len(obs.public)
+        for key in self._dirty:
+            c = self._by_key.get(key)
+            if c is not None:
+                self._schedule(obs, c)
+        self._dirty.clear()
+
+    def _schedule(self, obs: Observation, c: PublicContribution) -> None:
+        t = self._other_moment(obs, c)
+        key = c.key
+        if t is None:
+            self._sched.pop(key, None)
+            return
+        self._by_key[key] = c
+        if self._sched.get(key) != t:
+            self._sched[key] = t
+            self._seq += 1
+            heapq.heappush(self._heap, (t, self._seq, key))
+
+    def _due_public(self, obs: Observation) -> list[PublicContribution]:
+        self._sync(obs)
+        due: list[PublicContribution] = []
+        while self._heap and self._heap[0][0] <= obs.time:
+            t, _, key = heapq.heappop(self._heap)
+            if self._sched.get(key) != t:
+                continue  # stale
+            c = self._by_key[key]
+            now = self._other_moment(obs, c)
+            if now is None:
+                del self._sched[key]
+            elif now > obs.time:
+                self._sched[key] = now
+                self._seq += 1
+                heapq.heappush(self._heap, (now, self._seq, key))
+            else:
+                del self._sched[key]  # rescheduled once decided on
+                due.append(c)
+        due.sort(key=lambda c: (c.block, c.added_time))  # order of addition, as the reference walks them
+        return due
 
     def _tip(self, obs: Observation, reward: int) -> int | None:
         return self.tip_for(obs, reward) if self.tip_for is not None else None
