@@ -187,7 +187,8 @@ class ShardCore(FreeCalls, Outcomes, Faults):
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
         return Observation(
-            block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=block.block_time or self.config.block_time,
+            block=block.number, time=block.timestamp, base_fee=block.base_fee,
+            block_time=block.block_time or self.config.block_time,
             mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
             in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
             load=block.load, settling=self.settling, claims_in_flight=frozenset(agent.claims_in_flight),

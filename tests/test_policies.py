@@ -101,7 +101,7 @@ def test_greedy_contributes_when_it_pays():
 
 def test_greedy_takes_a_winnable_deposit_with_a_higher_tip():
     p = policy("greedy")
-    c = rival(age_s=2 * 86_400)
+    c = rival(age_s=3 * 86_400)
     o = obs(public=[c], num_valid=1, total_good=2)
     w = p.wants(o)
     assert c in w.claimable and c.data in w.predictions and w.num_valid
@@ -114,7 +114,7 @@ def test_greedy_takes_a_winnable_deposit_with_a_higher_tip():
 
 
 def test_greedy_does_not_take_when_the_model_agrees_or_it_has_no_verified_data():
-    c = rival(age_s=2 * 86_400)
+    c = rival(age_s=3 * 86_400)
     o = obs(public=[c], num_valid=1, total_good=2)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 1
@@ -148,7 +148,7 @@ def test_greedy_collects_everything_once_the_last_window_opens():
 
 
 def test_greedy_skips_a_take_whose_fee_exceeds_the_reward():
-    c = rival(age_s=2 * 86_400, deposit=10**9)  # a dust deposit
+    c = rival(age_s=3 * 86_400, deposit=10**9)  # a dust deposit
     o = obs(public=[c], num_valid=1, total_good=1, base_fee=100 * GWEI)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 0
@@ -195,13 +195,13 @@ def test_grief_copies_with_flipped_labels_then_reports():
     o = obs(contributions=mine, public=[victim], num_valid=1, total_good=3)
     copies = [a for a in p.decide(o) if isinstance(a, AddData)]
     assert [(a.sample.data, a.sample.label) for a in copies] == [(victim.data, 1 - victim.label)]
-    # Two days later the same contribution is past its refund wait and the model now rejects it.
-    o2 = obs(time=1_000_000 + 2 * 86_400, contributions=mine, public=[victim], num_valid=1, total_good=3)
+    # Three days later the same contribution is past its refund wait and the model now rejects it.
+    o2 = obs(time=1_000_000 + 3 * 86_400, contributions=mine, public=[victim], num_valid=1, total_good=3)
     assert victim in p.wants(o2).claimable
     o2.claimable[victim.key] = victim.deposit
     o2.predictions[victim.data] = 1 - victim.label
     assert any(isinstance(a, Report) and a.target == victim for a in p.decide(o2))
-    o3 = obs(time=1_000_000 + 2 * 86_400 + 1, contributions=mine, public=[victim], num_valid=1, total_good=3)
+    o3 = obs(time=1_000_000 + 3 * 86_400 + 1, contributions=mine, public=[victim], num_valid=1, total_good=3)
     assert victim not in p.wants(o3).claimable  # reported once only
 
 
