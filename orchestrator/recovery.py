@@ -19,7 +19,7 @@ import structlog
 
 from agents.shard import BlockInfo, TickReport
 
-from .node import set_mining
+from .nodes import set_mining
 
 log = structlog.get_logger("dcai.run")
 

@@ -45,7 +45,7 @@ from .evaluator import MODEL_COLUMNS, Evaluator
 from .incentives import ACCOUNT_COLUMNS, AgentAccount, accounts
 from .incentives import to_columns as account_columns
 from .monitor import BLOCK_COLUMNS, ChainMonitor, next_base_fee
-from .node import AnvilNode, NodeSettings, mine, set_mining
+from .nodes import AnvilNode, NodeSettings, mine, set_mining
 from .recovery import NODE_CHECKPOINT, RecoveryMixin
 from .results import merge_columns, rows_to_columns, write_json, write_table
 from .scenario import Scenario, ScenarioError, ScenarioIssue
