@@ -28,6 +28,8 @@ from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus, to_columns
+from .pending import Pending as _Pending
+from .pool import PoolView
 from .policies.base import (
     FINISHED,
     Action,
@@ -120,15 +122,6 @@ class TickReport:
     by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
 
 
-@dataclass
-class _Pending:
-    record: LedgerRecord
-    agent: Agent
-    contribution: Contribution | None
-    raw_args: tuple[bytes, int, int]  # calldata, value, gas: what a replacement re-sends
-    target: PublicContribution | None = None
-
-
 class Agent:
     def __init__(self, spec: AgentSpec, wallet: Wallet, policy: Policy, fees: FeeStance):
         self.spec = spec
@@ -201,6 +194,7 @@ class ShardCore:
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
         self._cache: dict[Any, asyncio.Future[Any]] = {}
+        self._pool = PoolView()  # txpool methods, or the pending block where the node has none
         self.cpu_s = 0.0  # inside ticks: the agents' own work
         self._cpu_start = time.process_time()  # whole process, Ray's threads included
 
@@ -320,7 +314,7 @@ class ShardCore:
                 self.config.incentive, self.incentive_abi, "totalGoodDataCount"))))
         if wants.pool:
             assert self.rpc is not None
-            jobs.append(("q", None, self._shared(("pool",), lambda: self.rpc.call("txpool_status"))))  # type: ignore[union-attr]
+            jobs.append(("q", None, self._shared(("pool",), lambda: self._pool.pending_count(self.rpc))))
         results = await asyncio.gather(*(j[2] for j in jobs), return_exceptions=True)
         for (kind, key, _), r in zip(jobs, results):
             if isinstance(r, BaseException):
@@ -336,7 +330,7 @@ class ShardCore:
             elif kind == "t":
                 obs.total_good = int(r)
             elif kind == "q":
-                obs.pool_pending = int(r["pending"], 16)
+                obs.pool_pending = int(r)
 
     async def _step(self, agent: Agent, block: BlockInfo, report: TickReport) -> None:
         obs = self._observe(agent, block)
@@ -635,11 +629,11 @@ class ShardCore:
         """This shard's state between ticks (no keys), for a replacement if this actor dies."""
         return shard_recovery.snapshot(self, block)
 
-    async def restore(self, blob: bytes, head: int) -> dict[str, int]:
+    async def restore(self, blob: bytes, head: int) -> dict[str, Any]:
         """Replacement shard: take the dead one's snapshot, then adopt from the chain what its
         agents sent after it (agents/shard_recovery.py)."""
         block = shard_recovery.restore(self, blob)
-        return await shard_recovery.adopt(self, block + 1, head)
+        return await shard_recovery.adopt(self, block + 1, head, self._pool)
 
     def checkpoint(self, block: int) -> int:
         """The node's state up to `block` is safe in a dump: signed bytes of transactions settled

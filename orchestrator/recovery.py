@@ -19,7 +19,7 @@ import structlog
 
 from agents.shard import BlockInfo, TickReport
 
-from .nodes import set_mining
+from .nodes import STATE_DUMP, set_mining
 
 log = structlog.get_logger("dcai.run")
 
@@ -80,12 +80,11 @@ class RecoveryMixin:
     async def _checkpoint_node(self, head: BlockInfo) -> None:
         """Dump the managed node's state (blocks, transactions, historical states; not the pool) to
         the run folder, replacing the previous dump only once the new one is whole on disk."""
-        if self.node is None:
-            return
+        if self.node is None or not self.node.has(STATE_DUMP):
+            return  # a node without dumps cannot be restarted: shard snapshots are still taken
         assert self.client is not None
         t = time.perf_counter()
-        dump = await self.client.call("anvil_dumpState")  # hex of a gzipped JSON document
-        data = bytes.fromhex(dump[2:] if dump.startswith("0x") else dump)
+        data = await self.node.dump_state(self.client)  # a gzipped JSON document
         path = self.run_dir / NODE_CHECKPOINT
         tmp = path.with_suffix(".tmp")
         await asyncio.to_thread(tmp.write_bytes, data)
@@ -157,7 +156,7 @@ class RecoveryMixin:
         await asyncio.to_thread(self.node.restart, state_file)
         state_file.unlink(missing_ok=True)
         if not self.driven and self._pause_left == 0:
-            await set_mining(self.client, "interval", self.block_time)
+            await self.node.set_mining(self.client, "interval", self.block_time)
         restored = await self._latest()
         if not self.driven and restored.timestamp >= time.time():
             # Skipped idle time put the chain ahead of the wall clock; the new process starts from the

@@ -45,7 +45,7 @@ from .evaluator import MODEL_COLUMNS, Evaluator
 from .incentives import ACCOUNT_COLUMNS, AgentAccount, accounts
 from .incentives import to_columns as account_columns
 from .monitor import BLOCK_COLUMNS, ChainMonitor, next_base_fee
-from .nodes import AnvilNode, NodeSettings, mine, set_mining
+from .nodes import NodeKind, NodeSettings, make_node
 from .recovery import NODE_CHECKPOINT, RecoveryMixin
 from .results import merge_columns, rows_to_columns, write_json, write_table
 from .scenario import Scenario, ScenarioError, ScenarioIssue
@@ -133,7 +133,7 @@ class Run(RecoveryMixin):
         self.run_dir = (root / self.run_id).resolve()
         self.show_progress = scenario.outputs.progress if progress is None else progress
         self.state = RunState()
-        self.node: AnvilNode | None = None
+        self.node: NodeKind | None = None
         self.client: RpcClient | None = None
         self.system: DeployedSystem | None = None
         self.monitor: ChainMonitor | None = None
@@ -298,12 +298,13 @@ class Run(RecoveryMixin):
                                f"variable named by chain.funder_key_env (now {key_env!r}, unset or empty)")
             funder = LocalAccount.from_key(os.environ[key_env])
         else:
-            self.node = AnvilNode(
+            self.node = make_node(
+                chain.node,
                 NodeSettings(gas_limit=chain.gas_limit, base_fee=chain.base_fee, accounts=chain.accounts,
                              balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order,
                              genesis_timestamp=DRIVEN_GENESIS if self.driven else None, no_mining=self.driven,
                              prune_history=chain.prune_history),
-                self.run_dir / "anvil.log",
+                self.run_dir / f"{chain.node}.log",
             )
             url = await asyncio.to_thread(self.node.start)
             funder = dev_accounts(1)[0]
@@ -354,7 +355,7 @@ class Run(RecoveryMixin):
         self.evaluator = Evaluator(self.client, self.system, [ds.samples[i] for i in test_rows],
                                    ds.labels[test_rows], spot_checks=sc.evaluation.spot_checks)
         if self.node is not None:
-            await set_mining(self.client, chain.mining, chain.block_time)
+            await self._ctl.set_mining(self.client, chain.mining, chain.block_time)
         self.state.status = "running"
 
     def _agent_specs(self, ds: Any, rows: np.ndarray) -> list[AgentSpec]:
@@ -554,7 +555,7 @@ class Run(RecoveryMixin):
         info["collect_transactions"] = sum(sent)
         for _ in range(30):  # let the collects be mined and read
             if self.driven:
-                await mine(self.client, head.timestamp + self.block_time)
+                await self._ctl.mine(self.client, head.timestamp + self.block_time)
             head = await self._wait_next(head, math.inf)
             for rec in await self.monitor.read(head.number) if self.monitor else []:
                 self.telemetry.block(rec)
@@ -564,12 +565,18 @@ class Run(RecoveryMixin):
                 break
         self.state.last_block = head.number
 
+    @property
+    def _ctl(self) -> NodeKind:
+        """The managed node, for what only a managed node is asked (driven mining, chaos)."""
+        assert self.node is not None
+        return self.node
+
     async def _mine_next(self) -> None:
         """Driven mode: mine one block, block_time after the last one (set-up blocks too)."""
         assert self.client is not None
         head = await self.client.get_block("latest")
         assert head is not None
-        await mine(self.client, int(head["timestamp"], 16) + self.scenario.chain.block_time)
+        await self._ctl.mine(self.client, int(head["timestamp"], 16) + self.scenario.chain.block_time)
 
     async def _latest(self) -> BlockInfo:
         assert self.client is not None
@@ -660,7 +667,7 @@ class Run(RecoveryMixin):
                         if self._jitter:
                             step = max(1, block_time + int(self._chaos_rng.integers(-self._jitter, self._jitter + 1)))
                         target = warp_to if warp_to is not None else head.timestamp + step
-                        await mine(self.client, target)
+                        await self._ctl.mine(self.client, target)
                     elif warp_to is not None:
                         try:
                             await self.client.call("evm_increaseTime", warp_to - head.timestamp - block_time)
@@ -695,21 +702,21 @@ class Run(RecoveryMixin):
                                   "event": ev.event, "wall": time.time()}
         if ev.event == "base_fee_shock":
             target = int(head.base_fee * ev.factor)
-            await self.client.call("anvil_setNextBlockBaseFeePerGas", hex(target))
+            await self._ctl.set_next_base_fee(self.client, target)
             record.update(factor=ev.factor, base_fee=target)
         elif ev.event == "gas_limit":
             await self.client.call("evm_setBlockGasLimit", hex(ev.gas_limit))
             record.update(gas_limit=ev.gas_limit)
         elif ev.event == "pause_mining":
             if not self.driven:
-                await set_mining(self.client, "driven")
+                await self._ctl.set_mining(self.client, "driven")
             self._pause_left = ev.blocks
             record.update(blocks=ev.blocks)
         elif ev.event == "block_time":
             self.block_time = ev.block_time
             self._jitter = ev.jitter or 0
             if not self.driven and self._pause_left == 0:
-                await set_mining(self.client, "interval", ev.block_time)
+                await self._ctl.set_mining(self.client, "interval", ev.block_time)
             record.update(block_time=ev.block_time, jitter=self._jitter)
         elif ev.event == "drop_pending":
             hashes = await self._pool_hashes()
@@ -756,7 +763,7 @@ class Run(RecoveryMixin):
     async def _resume_mining(self, head: BlockInfo) -> None:
         assert self.client is not None
         if not self.driven:
-            await set_mining(self.client, "interval", self.block_time)
+            await self._ctl.set_mining(self.client, "interval", self.block_time)
         self.state.events.append({"block": head.number, "offset": head.number - self.state.start_block,
                                   "event": "resume_mining", "wall": time.time()})
 

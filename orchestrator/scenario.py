@@ -31,6 +31,8 @@ from pydantic import (
 from yaml.error import Mark, MarkedYAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator.nodes import NodeError, managed_kinds, node_kind
+from orchestrator.nodes.fit import misfits
 from orchestrator.telemetry_config import TelemetryConfig
 from orchestrator.units import (
     ETHER,
@@ -133,6 +135,9 @@ class ChainConfig(_Strict):
         None, description="use an existing node at this URL instead of starting anvil; a list gives "
         "several endpoints of the same chain (shards spread over them, every client fails over between them)"
     )
+    node: str = Field(
+        "anvil", description="the kind of node the run starts when rpc_url is not set: 'anvil' or 'hardhat' "
+        "(or an installed plugin's, entry point group dcai.nodes); docs/architecture.md#node-kinds")
     mining: Literal["interval", "driven"] = Field(
         "interval",
         description="'interval': the node mines every block_time; "
@@ -167,6 +172,20 @@ class ChainConfig(_Strict):
         for url in [value] if isinstance(value, str) else value or []:
             if not re.match(r"(?i)(https?|wss?)://.", url):
                 raise ValueError(f"rpc_url {url!r} must be an http(s):// or ws(s):// URL")
+        return value
+
+    @field_validator("node")
+    @classmethod
+    def _node_kind_known(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            kind = node_kind(value)
+        except NodeError as e:
+            raise ValueError(str(e)) from None
+        if not kind.managed:
+            raise ValueError(f"node {value!r}: give an external node's URL as chain.rpc_url; chain.node picks "
+                             f"a node the run starts ({', '.join(managed_kinds())})")
+        if value != "anvil" and info.data.get("rpc_url"):
+            raise ValueError("node: chain.rpc_url is set, so the run starts no node; remove one of the two")
         return value
 
     # A field validator rather than a model validator so that the error
@@ -486,6 +505,16 @@ class Scenario(_Strict):
             if ev.event == "kill_node" and not self.chain.checkpoint_every:
                 raise ValueError("schedule.chaos: kill_node needs chain.checkpoint_every above 0: the node "
                                  "restarts from its last state dump")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_node_kind(self) -> Scenario:
+        if not self.chain.rpc_url:
+            problems = misfits(self.chain.node, chaos=[ev.event for ev in self.schedule.chaos],
+                               bundle=self.outputs.bundle, prune_history=self.chain.prune_history is not None,
+                               driven=self.chain.mining == "driven")
+            if problems:
+                raise ValueError(f"chain.node {self.chain.node!r}: " + "; ".join(problems))
         return self
 
     @model_validator(mode="after")
