@@ -244,3 +244,34 @@ def test_registry(tmp_path):
         make_node("external", NodeSettings())
     node = make_node("hardhat", NodeSettings(), tmp_path / "x.log")
     assert isinstance(node, HardhatNode) and node.proc is None
+
+
+def _scenario(chain: str, extra: str = "") -> str:
+    return (f"name: x\nchain: {chain}\nagents: [{{policy: honest, count: 1}}]\n"
+            f"schedule: {{duration: 5 blocks{extra}}}\n")
+
+
+def test_chain_node_validation_names_the_line_and_the_capability():
+    from orchestrator.scenario import ScenarioError, load_scenario_text
+
+    assert load_scenario_text(_scenario("{node: hardhat, mining: driven}"), "s.yaml").chain.node == "hardhat"
+    assert load_scenario_text(_scenario("{mining: driven}"), "s.yaml").chain.node == "anvil"
+    cases = {
+        "{node: geth}": "s.yaml:2:15: chain.node: unknown node kind 'geth'; known: anvil, external, hardhat",
+        "{node: external}": "s.yaml:2:15: chain.node: node 'external': give an external node's URL as "
+                            "chain.rpc_url",
+        "{rpc_url: 'http://127.0.0.1:1', node: hardhat}": "chain.node: node: chain.rpc_url is set",
+        "{node: hardhat, prune_history: 64}": "chain.node 'hardhat': chain.prune_history needs the node "
+                                              "capability 'prune_history', which node kind 'hardhat' lacks",
+    }
+    for chain, message in cases.items():
+        with pytest.raises(ScenarioError) as e:
+            load_scenario_text(_scenario(chain), "s.yaml")
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(ScenarioError, match="chaos event 'kill_node' needs the node capability 'state_dump'"):
+        load_scenario_text(_scenario("{node: hardhat, mining: driven}", ", chaos: [{at: 2, event: kill_node}]"),
+                           "s.yaml")
+    # The same events are fine on anvil, and kill_shard is fine on Hardhat (adoption degrades, see
+    # tests/test_hardhat_runs.py).
+    load_scenario_text(_scenario("{mining: driven}", ", chaos: [{at: 2, event: kill_node}]"), "s.yaml")
+    load_scenario_text(_scenario("{node: hardhat}", ", chaos: [{at: 2, event: kill_shard}]"), "s.yaml")
