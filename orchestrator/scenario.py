@@ -135,9 +135,6 @@ class ChainConfig(_Strict):
         None, description="use an existing node at this URL instead of starting anvil; a list gives "
         "several endpoints of the same chain (shards spread over them, every client fails over between them)"
     )
-    node: str = Field(
-        "anvil", description="the kind of node the run starts when rpc_url is not set: 'anvil' or 'hardhat' "
-        "(or an installed plugin's, entry point group dcai.nodes); docs/architecture.md#node-kinds")
     mining: Literal["interval", "driven"] = Field(
         "interval",
         description="'interval': the node mines every block_time; "
@@ -163,6 +160,9 @@ class ChainConfig(_Strict):
     checkpoint_every: Blocks = Field(
         25, ge=0, description="managed node: dump its state every this many blocks, to restart from "
         "if the node process dies (0: never)")
+    node: str = Field(
+        "anvil", description="the kind of node the run starts when rpc_url is not set: 'anvil' or 'hardhat' "
+        "(or an installed plugin's, entry point group dcai.nodes); docs/architecture.md#node-kinds")
 
     @field_validator("rpc_url")
     @classmethod
