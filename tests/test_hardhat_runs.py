@@ -28,7 +28,8 @@ def _short(name: str, duration: int, **chain: Any) -> str:
         g["count"] = max(1, g["count"] // 4)
         g["samples_per_agent"] = min(g.get("samples_per_agent", 10), 10)
     doc["schedule"] = {**doc["schedule"], "duration": f"{duration} blocks", "max_wall_time": "4m"}
-    doc["evaluation"] = {**doc.get("evaluation", {}), "every": "10 blocks"}
+    # No counterfactual baseline: it is a second whole run, and anvil's tests cover it.
+    doc["evaluation"] = {k: v for k, v in doc.get("evaluation", {}).items() if k != "baseline"} | {"every": "10 blocks"}
     doc["outputs"] = {"progress": False}
     return yaml.safe_dump(doc, sort_keys=False)
 
@@ -69,9 +70,15 @@ def test_shipped_scenario_short_on_hardhat(name, duration, tmp_path, ray_cluster
 
 def test_prediction_market_short_on_hardhat(tmp_path, ray_cluster):
     run_dir, summary = _run(_short("prediction_market", 60), tmp_path, "market")
-    market = summary.get("market") or {}
-    assert market, "no market section in the summary"
-    assert _included_adds(run_dir) or market.get("process_transactions", 0) > 0
+    pm = summary["prediction_market"]
+    assert pm["phase_at_end"] == "COLLECT" and pm["passes"], pm  # the whole round ran on Hardhat
+    adds = summary["transactions"]["by_action"]["add"]["included"]
+    assert adds == len(_included_adds(run_dir)) > 0
+    inc = summary["incentives"]
+    # Nothing is created or lost: stakes + bounty = what participants and the provider collected.
+    paid_in = sum(int(g["deposits"]) for g in inc.values()) + 2 * 10**18
+    paid_out = sum(int(g["refunds"]) for g in inc.values()) + int(pm["provider_collected"])
+    assert paid_out == paid_in
 
 
 def test_killed_shard_on_hardhat_adopts_from_blocks_and_the_pending_block(tmp_path, ray_cluster):
@@ -93,7 +100,8 @@ outputs: {progress: false}
     assert len(restarts) == 1 and restarts[0]["shard"] == 1
     assert restarts[0]["adopted"] > 0
     assert restarts[0]["pool_source"] == "pending_block" and "no txpool methods" in restarts[0]["note"]
-    assert not summary["chain"].get("node_checkpoints")  # Hardhat cannot dump its state: none taken
+    checkpoints = summary["chain"]["node_checkpoints"]
+    assert "count" not in checkpoints and checkpoints["shard_snapshots"] >= 2  # no node dumps on Hardhat
     contrib = pq.read_table(run_dir / "contributions.parquet").to_pydict()
     pairs = list(zip(contrib["author"], map(tuple, contrib["data"])))
     assert len(pairs) == len(set(pairs)) == 120  # every sample once: none lost, none sent twice

@@ -275,3 +275,39 @@ def test_chain_node_validation_names_the_line_and_the_capability():
     # tests/test_hardhat_runs.py).
     load_scenario_text(_scenario("{mining: driven}", ", chaos: [{at: 2, event: kill_node}]"), "s.yaml")
     load_scenario_text(_scenario("{node: hardhat}", ", chaos: [{at: 2, event: kill_shard}]"), "s.yaml")
+
+
+def test_a_node_kind_from_an_installed_entry_point(tmp_path):
+    """A package registering `dcai.nodes` (here a dist-info on the path, as pip would leave it) adds a
+    kind that `chain.node` accepts; one that tries to take a built-in's name is refused."""
+    (tmp_path / "mynodes.py").write_text(
+        "from orchestrator.nodes import AnvilNode\n"
+        "class SlowAnvil(AnvilNode):\n"
+        "    name = 'slow_anvil'\n"
+        "    capabilities = AnvilNode.capabilities - {'reorg'}\n")
+    dist = tmp_path / "mynodes-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mynodes\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[dcai.nodes]\nslow_anvil = mynodes:SlowAnvil\n")
+    check = (
+        "from orchestrator.nodes import managed_kinds\n"
+        "from orchestrator.scenario import load_scenario_text, ScenarioError\n"
+        "print(managed_kinds())\n"
+        "s = 'name: x\\nchain: {node: slow_anvil}\\nagents: [{policy: honest, count: 1}]\\n'\n"
+        "print(load_scenario_text(s + 'schedule: {duration: 5}\\n', 's.yaml').chain.node)\n"
+        "try:\n"
+        "    load_scenario_text(s + 'schedule: {duration: 5, chaos: [{at: 2, event: reorg, blocks: 1}]}\\n', 's.yaml')\n"
+        "except ScenarioError as e:\n"
+        "    print(e)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{tmp_path}"}
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "['anvil', 'hardhat', 'slow_anvil']" and lines[1] == "slow_anvil"
+    assert "'reorg' needs the node capability 'reorg', which node kind 'slow_anvil' lacks" in lines[2]
+    (dist / "entry_points.txt").write_text("[dcai.nodes]\nanvil = mynodes:SlowAnvil\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=REPO,
+                         timeout=60)
+    assert out.returncode != 0 and "would replace the built-in node kind" in out.stderr
