@@ -765,6 +765,9 @@ class ShardCore:
             "rpc": self.client.stats() if self.client else {},
             "pid": os.getpid(),
             "ray_node": _ray_node_id(),
+            # Where policies' pool questions were answered: txpool, pending_block (no txpool
+            # methods on this node), or None if no policy asked.
+            "pool_source": self._pool.source if self._pool.has_txpool is not None else None,
         }
 
     def agent_summaries(self) -> list[dict[str, Any]]:

@@ -311,3 +311,32 @@ def test_a_node_kind_from_an_installed_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=REPO,
                          timeout=60)
     assert out.returncode != 0 and "would replace the built-in node kind" in out.stderr
+
+
+async def test_pool_view_on_nodes_with_and_without_txpool(hardhat, tmp_path):
+    """The shard's view of the pool: txpool methods on anvil, the pending block on Hardhat (which
+    misses what waits behind a nonce gap, as documented)."""
+    from agents.pool import PENDING_BLOCK, TXPOOL, PoolView
+
+    with AnvilNode(NodeSettings(no_mining=True), tmp_path / "anvil.log") as node:
+        for url, mine_ctl, source, sees_gap in ((node.url, node, TXPOOL, True),
+                                                (hardhat.url, hardhat, PENDING_BLOCK, False)):
+            async with RpcClient(url) as c:
+                await mine_ctl.set_mining(c, "driven")
+                try:
+                    t = Transactor(c, dev_accounts(4)[3], 31337)
+                    sent = []
+                    for _ in range(3):
+                        s = await t.sign(dev_accounts(1)[0].address, b"", value=1, gas=21_000, base_fee=10**10)
+                        await c.call("eth_sendRawTransaction", s.raw_hex)
+                        sent.append(s.hash_hex)
+                    t.nonce += 1  # a gap: the next one waits behind it
+                    s = await t.sign(dev_accounts(1)[0].address, b"", value=1, gas=21_000, base_fee=10**10)
+                    await c.call("eth_sendRawTransaction", s.raw_hex)
+                    view = PoolView()
+                    assert await view.pending_count(c) == 3 and view.source == source
+                    seen = {tx["hash"] for tx in await view.transactions(c)}
+                    assert set(sent) <= seen and (s.hash_hex in seen) == sees_gap
+                    await mine_ctl.drop_transactions(c, [*sent, s.hash_hex])
+                finally:
+                    await mine_ctl.set_mining(c, "auto")
