@@ -30,6 +30,7 @@ from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus, to_columns
+from .pool import PoolView
 from .policies.base import (
     FINISHED,
     Action,
@@ -106,6 +107,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
         self._cache: dict[Any, asyncio.Future[Any]] = {}
+        self._pool = PoolView()  # txpool methods, or the pending block where the node has none
         self.cpu_s = 0.0  # inside ticks: the agents' own work
         self._cpu_start = time.process_time()  # whole process, Ray's threads included
 
@@ -383,11 +385,11 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         """This shard's state between ticks (no keys), for a replacement if this actor dies."""
         return shard_recovery.snapshot(self, block)
 
-    async def restore(self, blob: bytes, head: int) -> dict[str, int]:
+    async def restore(self, blob: bytes, head: int) -> dict[str, Any]:
         """Replacement shard: take the dead one's snapshot, then adopt from the chain what its
         agents sent after it (agents/shard_recovery.py)."""
         block = shard_recovery.restore(self, blob)
-        return await shard_recovery.adopt(self, block + 1, head)
+        return await shard_recovery.adopt(self, block + 1, head, self._pool)
 
 
     async def _resync_nonces(self, force: bool = False) -> None:
@@ -426,6 +428,9 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             "rpc": self.client.stats() if self.client else {},
             "pid": os.getpid(),
             "ray_node": _ray_node_id(),
+            # Where policies' pool questions were answered: txpool, pending_block (no txpool
+            # methods on this node), or None if no policy asked.
+            "pool_source": self._pool.source if self._pool.has_txpool is not None else None,
         }
 
     def agent_summaries(self) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ class FreeCalls:
                 self.config.incentive, self.incentive_abi, "totalGoodDataCount"))))
         if wants.pool:
             assert self.rpc is not None
-            jobs.append(("q", None, self._shared(("pool",), lambda: self.rpc.call("txpool_status"))))  # type: ignore[union-attr]
+            jobs.append(("q", None, self._shared(("pool",), lambda: self._pool.pending_count(self.rpc))))  # type: ignore[arg-type]
         results = await asyncio.gather(*(j[2] for j in jobs), return_exceptions=True)
         for (kind, key, _), r in zip(jobs, results):
             if isinstance(r, BaseException):
@@ -78,4 +78,4 @@ class FreeCalls:
             elif kind == "t":
                 obs.total_good = int(r)
             elif kind == "q":
-                obs.pool_pending = int(r["pending"], 16)
+                obs.pool_pending = int(r)

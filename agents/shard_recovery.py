@@ -7,6 +7,13 @@ its agents sent after it: their transactions in later blocks and in the node's p
 records again (outcomes are read from receipts as usual), an `addData` becomes the agent's
 contribution again, and the policy is told which samples it already used, so none is sent twice.
 
+On a node without txpool methods (Hardhat) the pool is read from the pending block instead
+(agents/pool.py): what sits behind a nonce gap or beyond one block's worth is not adopted, and
+`adopt` says so in its answer (`pool_source`), which the run keeps with the shard restart.
+
+This module knows the shard only through `RecoverableShard` (what it reads and writes), so the shard
+imports it and not the other way round.
+
 Keys are never part of a snapshot: wallets are rebuilt from the seed in the new process.
 """
 
@@ -14,13 +21,14 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from contracts.abi import ContractABI
 
 from .ledger import LedgerRecord, TxStatus
-from .policies.base import Contribution, ContributionState, Sample
-
-if TYPE_CHECKING:
-    from .shard import ShardCore
+from .shard_types import _Pending as Pending
+from .policies.base import Contribution, ContributionState, PublicContribution, Sample
+from .pool import PENDING_BLOCK, PoolView
 
 SNAPSHOT_VERSION = 1
 # Trainer functions an agent calls, and the ledger's name for each.
@@ -31,11 +39,28 @@ class SnapshotError(RuntimeError):
     pass
 
 
-def snapshot(core: ShardCore, block: int) -> bytes:
+class RecoverableShard(Protocol):
+    """What of a shard (agents/shard.py `ShardCore`) a snapshot holds and an adoption touches."""
+
+    agents: list[Any]
+    records: list[LedgerRecord]
+    pending: dict[str, Pending]
+    by_nonce: dict[tuple[str, int], list[str]]
+    _meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]]
+    public: list[PublicContribution]
+    _raw: dict[str, str]
+    last_block: int
+    last_update: int
+    acting: bool
+    rpc: Any
+    trainer_abi: ContractABI
+
+    async def _resync_nonces(self, force: bool = False) -> None: ...
+
+
+def snapshot(core: RecoverableShard, block: int) -> bytes:
     """Everything the shard knows, in one pickle so that shared objects stay shared (a pending
     entry and the ledger hold the same record; a pending entry and an agent the same contribution)."""
-    from .shard import _Pending  # noqa: F401 - the restore side needs the same classes
-
     state = {
         "version": SNAPSHOT_VERSION,
         "block": block,
@@ -53,11 +78,9 @@ def snapshot(core: ShardCore, block: int) -> bytes:
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def restore(core: ShardCore, blob: bytes) -> int:
+def restore(core: RecoverableShard, blob: bytes) -> int:
     """Put a snapshot's state into a freshly started shard (same configuration). Returns the
     snapshot's block."""
-    from .shard import _Pending
-
     state = pickle.loads(blob)  # noqa: S301 - written by our own shard in this run, never external input
     if state.get("version") != SNAPSHOT_VERSION:
         raise SnapshotError(f"shard snapshot version {state.get('version')!r}, expected {SNAPSHOT_VERSION}")
@@ -68,7 +91,7 @@ def restore(core: ShardCore, blob: bytes) -> int:
         a = by_id[agent_id]
         a.policy, a.contributions, a.in_flight, a.spent = policy, contributions, in_flight, spent
     core.records = state["records"]
-    core.pending = {h: _Pending(rec, by_id[aid], c, raw_args, target)
+    core.pending = {h: Pending(rec, by_id[aid], c, raw_args, target)
                     for h, (rec, aid, c, raw_args, target) in state["pending"].items()}
     core.by_nonce = state["by_nonce"]
     core._meta = state["meta"]
@@ -80,9 +103,10 @@ def restore(core: ShardCore, blob: bytes) -> int:
     return int(state["block"])
 
 
-async def adopt(core: ShardCore, from_block: int, head: int) -> dict[str, int]:
+async def adopt(core: RecoverableShard, from_block: int, head: int, pool: PoolView | None = None) -> dict[str, Any]:
     """Find what this shard's agents sent after their snapshot (blocks `from_block`..`head`, then the
-    pool) and take it back into the ledger as pending: the next block read settles it."""
+    pool) and take it back into the ledger as pending: the next block read settles it. The answer
+    counts what was adopted and names where the pool was read (`txpool` or `pending_block`)."""
     assert core.rpc is not None
     ours = {a.wallet.address.lower(): a for a in core.agents}
     known = {r.tx_hash for r in core.records}
@@ -93,11 +117,11 @@ async def adopt(core: ShardCore, from_block: int, head: int) -> dict[str, int]:
             break
         found.extend((tx, n) for tx in b["transactions"]
                      if tx["from"].lower() in ours and tx["hash"] not in known)
-    pool = await core.rpc.call("txpool_content")
-    for part in ("pending", "queued"):
-        for sender, by_nonce in (pool.get(part) or {}).items():
-            if sender.lower() in ours:
-                found.extend((tx, -1) for tx in by_nonce.values() if tx["hash"] not in known)
+    pool = pool or PoolView()
+    seen = {tx["hash"] for tx, _ in found}
+    for tx in await pool.transactions(core.rpc):
+        if tx["from"].lower() in ours and tx["hash"] not in known and tx["hash"] not in seen:
+            found.append((tx, -1))
     adopted: dict[int, list[Contribution]] = {}
     for tx, _block in sorted(found, key=lambda f: (f[0]["from"].lower(), int(f[0]["nonce"], 16))):
         agent = ours[tx["from"].lower()]
@@ -111,12 +135,15 @@ async def adopt(core: ShardCore, from_block: int, head: int) -> dict[str, int]:
     # ones mined since are settled from their receipts.
     core.last_block = min(core.last_block, from_block - 1)
     await core._resync_nonces(force=True)
-    return {"adopted": len(found), "contributions": sum(len(v) for v in adopted.values())}
+    out: dict[str, Any] = {"adopted": len(found), "contributions": sum(len(v) for v in adopted.values()),
+                           "pool_source": pool.source}
+    if pool.source == PENDING_BLOCK:
+        out["note"] = ("the node has no txpool methods: the pool was read from its pending block, so "
+                       "transactions behind a nonce gap or beyond one block's worth were not adopted")
+    return out
 
 
-def _adopt_one(core: ShardCore, agent: Any, tx: dict[str, Any], from_block: int) -> Contribution | None:
-    from .shard import _Pending
-
+def _adopt_one(core: RecoverableShard, agent: Any, tx: dict[str, Any], from_block: int) -> Contribution | None:
     data = bytes.fromhex(tx["input"][2:])
     fn = next((f for f in core.trainer_abi.functions.values() if f.selector == data[:4]), None)
     action = ACTIONS.get(fn.name, fn.name) if fn else "unknown"
@@ -141,7 +168,7 @@ def _adopt_one(core: ShardCore, agent: Any, tx: dict[str, Any], from_block: int)
     )
     record.status = TxStatus.PENDING
     core.records.append(record)
-    core.pending[record.tx_hash] = _Pending(record, agent, c, (data, value, gas), None)
+    core.pending[record.tx_hash] = Pending(record, agent, c, (data, value, gas), None)
     core._meta[record.tx_hash] = (c, (data, value, gas), None)
     core.by_nonce.setdefault((record.sender, record.nonce), []).append(record.tx_hash)
     agent.in_flight += 1

@@ -28,7 +28,7 @@ from contracts.deploy import DeployedSystem, SparsePerceptronSpec, StakeableSpec
 from contracts.rpc import RpcClient, RpcError  # noqa: E402
 from contracts.signing import LocalAccount, dev_accounts  # noqa: E402
 from contracts.transact import Transactor  # noqa: E402
-from orchestrator.node import AnvilNode, NodeSettings, set_mining  # noqa: E402
+from orchestrator.nodes import AnvilNode, NodeSettings, set_mining  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIXED = 10**9

@@ -297,7 +297,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 async def run_benchmark(selected: Sequence[Case] | None = None, *, points: bool = True,
                         log_dir: Path | None = None) -> list[CaseResult]:
-    from orchestrator.node import AnvilNode, NodeSettings
+    from orchestrator.nodes import AnvilNode, NodeSettings
 
     compiled = compile_contracts()
     with tempfile.TemporaryDirectory() as tmp:

@@ -193,7 +193,7 @@ def limits(case: Case) -> dict[str, int]:
 
 
 async def run() -> list[dict[str, Any]]:
-    from orchestrator.node import AnvilNode, NodeSettings
+    from orchestrator.nodes import AnvilNode, NodeSettings
 
     compiled = compile_contracts()
     rows: list[dict[str, Any]] = []

@@ -59,7 +59,7 @@ from agents.shard import AgentSpec, BlockInfo, ShardConfig, TickReport, make_act
 from agents.wallet import FeeStance  # noqa: E402
 from contracts.transact import Transactor  # noqa: E402
 from orchestrator.monitor import next_base_fee  # noqa: E402
-from orchestrator.node import mine, set_mining  # noqa: E402
+from orchestrator.nodes import mine, set_mining  # noqa: E402
 
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
 FUNDING = 10**17  # wei per agent (0.1 ether: gas for a few adds at any base fee seen here)

@@ -72,7 +72,7 @@ from contracts.rpc import RpcClient  # noqa: E402
 from contracts.signing import dev_accounts  # noqa: E402
 from contracts.transact import Transactor  # noqa: E402
 from orchestrator.monitor import ChainMonitor, next_base_fee  # noqa: E402
-from orchestrator.node import AnvilNode, NodeSettings, mine, set_mining  # noqa: E402
+from orchestrator.nodes import AnvilNode, NodeSettings, mine, set_mining  # noqa: E402
 
 MIB = 2**20
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")

@@ -37,7 +37,7 @@ from contracts.deploy import DeployedSystem
 from contracts.rpc import RpcClient, RpcError
 
 from . import bundle as B
-from .node import AnvilNode, NodeError, NodeSettings
+from .nodes import AnvilNode, NodeError, NodeSettings
 from .results import write_json
 
 MAX_LISTED = 200  # differences kept in replay.json; the count is always exact

@@ -35,6 +35,8 @@ from orchestrator import mechanisms as mechanism_registry
 from orchestrator.chaos import ChaosEvent
 from orchestrator.mechanisms import IncentiveConfig
 from orchestrator.schema_types import Blocks, DurationS, Gas, Rate, Strict, Wei
+from orchestrator.nodes import NodeError, managed_kinds, node_kind
+from orchestrator.nodes.fit import misfits
 from orchestrator.telemetry_config import TelemetryConfig
 from orchestrator.units import ETHER, GWEI
 
@@ -115,6 +117,9 @@ class ChainConfig(_Strict):
     checkpoint_every: Blocks = Field(
         25, ge=0, description="managed node: dump its state every this many blocks, to restart from "
         "if the node process dies (0: never)")
+    node: str = Field(
+        "anvil", description="the kind of node the run starts when rpc_url is not set: 'anvil' or 'hardhat' "
+        "(or an installed plugin's, entry point group dcai.nodes); docs/architecture.md#node-kinds")
 
     @field_validator("rpc_url")
     @classmethod
@@ -124,6 +129,20 @@ class ChainConfig(_Strict):
         for url in [value] if isinstance(value, str) else value or []:
             if not re.match(r"(?i)(https?|wss?)://.", url):
                 raise ValueError(f"rpc_url {url!r} must be an http(s):// or ws(s):// URL")
+        return value
+
+    @field_validator("node")
+    @classmethod
+    def _node_kind_known(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            kind = node_kind(value)
+        except NodeError as e:
+            raise ValueError(str(e)) from None
+        if not kind.managed:
+            raise ValueError(f"node {value!r}: give an external node's URL as chain.rpc_url; chain.node picks "
+                             f"a node the run starts ({', '.join(managed_kinds())})")
+        if value != "anvil" and info.data.get("rpc_url"):
+            raise ValueError("node: chain.rpc_url is set, so the run starts no node; remove one of the two")
         return value
 
     # A field validator rather than a model validator so that the error
@@ -443,6 +462,15 @@ class Scenario(_Strict):
     def _chaos_fits_the_node(self) -> Scenario:
         for ev in self.schedule.chaos:
             ev.check(self)  # the node capabilities it needs, and its own cross-field rules
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_node_kind(self) -> Scenario:
+        if not self.chain.rpc_url:
+            problems = misfits(self.chain.node, bundle=self.outputs.bundle, prune_history=self.chain.prune_history is not None,
+                               driven=self.chain.mining == "driven")
+            if problems:
+                raise ValueError(f"chain.node {self.chain.node!r}: " + "; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -100,6 +100,7 @@ def build_summary(
         "error": state.get("error"),
         "ended_because": state.get("ended_because"),
         "node": {"url": node_url, "managed": managed_node, "mining": scenario.chain.mining,
+                 "kind": scenario.chain.node if managed_node else "external",
                  "rpc": state.get("rpc", {})},
         "contracts": (system.addresses() | {"deploy_gas": system.gas_used,
                                             "deploy_transactions": system.transactions}) if system else None,

@@ -18,7 +18,7 @@ from contracts.deploy import DeployedSystem, SparsePerceptronSpec, StakeableSpec
 from contracts.rpc import RpcClient, RpcError
 from contracts.signing import LocalAccount, dev_accounts
 from contracts.transact import Transactor
-from orchestrator.node import AnvilNode, NodeSettings
+from orchestrator.nodes import AnvilNode, NodeSettings
 
 FIXED = 10**9
 N_FEATURES = 60

@@ -15,7 +15,7 @@ from agents.shard import AgentSpec, BlockInfo, ShardConfig, ShardCore
 from agents.wallet import FeeStance
 from contracts.rpc import RpcClient
 from contracts.transact import Transactor
-from orchestrator.node import AnvilNode, NodeSettings, mine, set_mining
+from orchestrator.nodes import AnvilNode, NodeSettings, mine, set_mining
 
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
 GWEI = 10**9

@@ -22,7 +22,7 @@ from conftest import COST_WEIGHT, MAX_DEPOSIT, N_FEATURES, deploy_small, revert_
 from agents.ledger import TxStatus
 from agents.shard import AgentSpec, BlockInfo, ShardConfig, ShardCore
 from contracts.transact import Transactor
-from orchestrator.node import mine, set_mining
+from orchestrator.nodes import mine, set_mining
 
 CONTRACT_NAMES = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
 GOOD = (0, 2, 4)  # even features: the default model predicts 1

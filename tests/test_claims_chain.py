@@ -16,7 +16,7 @@ from agents.policies.base import FINISHED
 from contracts.deploy import StakeableSpec
 from contracts.rpc import RpcClient
 from contracts.transact import Transactor
-from orchestrator.node import mine, set_mining
+from orchestrator.nodes import mine, set_mining
 
 FUNDING = 10**18
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")

@@ -26,7 +26,7 @@ from contracts.rpc import RpcClient
 from contracts.signing import LocalAccount
 from contracts.transact import TransactionFailed, Transactor
 from contracts.twins import SparsePerceptronTwin
-from orchestrator.node import mine, set_mining
+from orchestrator.nodes import mine, set_mining
 
 GOOD = [0, 2, 4]  # even features: the default model predicts 1
 BAD = [1, 3]  # odd features: the default model predicts 0

@@ -14,7 +14,7 @@ import pytest
 
 from contracts.rpc import RpcClient, RpcTransportError
 from contracts.transact import Transactor
-from orchestrator.node import AnvilNode, NodeError, NodeSettings, mine, process_alive, set_mining
+from orchestrator.nodes import AnvilNode, NodeError, NodeSettings, mine, process_alive, set_mining
 
 
 def _accepts(port: int) -> bool:

@@ -25,7 +25,7 @@ from test_telemetry import Mosquitto, _die_with_parent, mosquitto_binary
 from contracts.rpc import RpcClient, RpcError, RpcTransportError, rotate_endpoints, tx_hash_of
 from contracts.signing import LocalAccount, derive_key, dev_accounts, sign_eip1559
 from orchestrator.faultproxy import FAULT_KINDS, FaultPlan, FaultProxy
-from orchestrator.node import AnvilNode, NodeSettings
+from orchestrator.nodes import AnvilNode, NodeSettings
 from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 

@@ -13,7 +13,7 @@ import pytest
 from test_telemetry import Mosquitto, mosquitto_binary
 
 from contracts.signing import derive_key, dev_accounts
-from orchestrator.node import AnvilNode, NodeSettings
+from orchestrator.nodes import AnvilNode, NodeSettings
 from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 

@@ -32,7 +32,7 @@ from contracts.rpc import RpcError
 from contracts.signing import keccak256, sign_eip1559
 from contracts.transact import TransactionFailed, Transactor
 from contracts.twins import SparsePerceptronTwin
-from orchestrator.node import set_mining
+from orchestrator.nodes import set_mining
 
 SOLIDITY_TESTS = Path(__file__).parent / "solidity"
 REENTRANCY = keccak256(b"Reentrancy()")[:4]

@@ -14,7 +14,7 @@ from agents.ledger import TxStatus
 from agents.shard import AgentSpec, BlockInfo, ShardConfig, ShardCore
 from contracts.rpc import RpcClient, RpcError
 from contracts.transact import Transactor
-from orchestrator.node import mine, set_mining
+from orchestrator.nodes import mine, set_mining
 
 FUNDING = 10**18
 CONTRACT_NAMES = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")

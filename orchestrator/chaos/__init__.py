@@ -22,17 +22,15 @@ from orchestrator.schema_types import Blocks, Strict
 
 ENTRY_POINT_GROUP = "dcai.chaos"
 
-# What a node kind can do on request. Managed anvil has them all; an external node by URL none of
-# the control ones (chaos against it is refused at validation, naming the capability).
-CAPABILITIES = ("txpool", "state_dump", "mining_control", "time_travel", "reorg", "drop_tx",
-                "base_fee_control", "gas_limit_control", "prune_history")
-ANVIL_CAPABILITIES = frozenset(CAPABILITIES)
-EXTERNAL_CAPABILITIES: frozenset[str] = frozenset()
-
 
 def node_capabilities(chain: Any) -> frozenset[str]:
-    """The capabilities of the node a chain config asks for (node kinds will declare their own)."""
-    return EXTERNAL_CAPABILITIES if getattr(chain, "rpc_url", None) else ANVIL_CAPABILITIES
+    """What the node a chain config asks for can do: its kind's declared capabilities, or none of the
+    control ones for a node given by URL (its operator owns its clock and pool)."""
+    from orchestrator.nodes import ExternalNode, node_kind
+
+    if getattr(chain, "rpc_url", None):
+        return ExternalNode.capabilities
+    return node_kind(getattr(chain, "node", "anvil")).capabilities
 
 
 @dataclass
@@ -65,10 +63,12 @@ class ChaosEvent(Strict):
         caps = node_capabilities(scenario.chain)
         missing = [c for c in self.needs if c not in caps]
         if missing:
+            chain = scenario.chain
+            kind = "a node given by URL (chain.rpc_url)" if chain.rpc_url else f"node kind {chain.node!r}"
             raise ValueError(
-                f"schedule.chaos: event {self.event!r} needs {self.primitive or ', '.join(missing)}, which only a "
-                f"node this run manages (anvil) offers (node capability {', '.join(repr(m) for m in missing)}); "
-                "remove chain.rpc_url or the chaos events")
+                f"schedule.chaos: event {self.event!r} needs {self.primitive or ', '.join(missing)} (node "
+                f"capabilit{'y' if len(missing) == 1 else 'ies'} {', '.join(repr(m) for m in missing)}), which "
+                f"{kind} lacks; use a node kind that has it (anvil has every capability) or remove the event")
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
         """Do the event now; return the fields to record with it."""

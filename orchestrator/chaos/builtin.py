@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from orchestrator.nodes import pool_hashes
 from orchestrator.schema_types import DurationS, Gas
 
 from . import ChaosContext, ChaosEvent, register_chaos
@@ -24,7 +25,7 @@ class BaseFeeShock(ChaosEvent):
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
         target = int(ctx.head.base_fee * self.factor)
-        await ctx.client.call("anvil_setNextBlockBaseFeePerGas", hex(target))
+        await ctx.node.set_next_base_fee(ctx.client, target)
         return {"factor": self.factor, "base_fee": target}
 
 
@@ -36,7 +37,7 @@ class GasLimitChange(ChaosEvent):
     primitive: ClassVar[str] = "evm_setBlockGasLimit"
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
-        await ctx.client.call("evm_setBlockGasLimit", hex(self.gas_limit))
+        await ctx.node.set_gas_limit(ctx.client, self.gas_limit)
         return {"gas_limit": self.gas_limit}
 
 
@@ -71,12 +72,6 @@ class BlockTimeChange(ChaosEvent):
         return {"block_time": self.block_time, "jitter": self.jitter or 0}
 
 
-async def pool_hashes(client: Any) -> list[str]:
-    content = await client.call("txpool_content")
-    return sorted(tx["hash"] for part in ("pending", "queued")
-                  for by_nonce in (content.get(part) or {}).values() for tx in by_nonce.values())
-
-
 @register_chaos
 class DropPending(ChaosEvent):
     event: Literal["drop_pending"]
@@ -85,15 +80,15 @@ class DropPending(ChaosEvent):
     primitive: ClassVar[str] = "anvil_dropTransaction"
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
-        hashes = await pool_hashes(ctx.client)
+        hashes = pool_hashes(await ctx.node.pool_content(ctx.client))
         chosen = [h for h in hashes if ctx.rng.random() < self.share]
         dropped: list[str] = []
         if chosen:
             # anvil refuses (null) transactions it cannot run yet, e.g. fee caps under the base fee.
-            await ctx.client.batch([("anvil_dropTransaction", [h]) for h in chosen])
+            await ctx.node.drop_transactions(ctx.client, chosen)
             # anvil also drops a sender's later transactions (they could never run): the set
             # removed is what left the pool and is unknown to the node now (not mined meanwhile).
-            gone = sorted(set(hashes) - set(await pool_hashes(ctx.client)))
+            gone = sorted(set(hashes) - set(pool_hashes(await ctx.node.pool_content(ctx.client))))
             found = await ctx.client.batch([("eth_getTransactionByHash", [h]) for h in gone]) if gone else []
             dropped = [h for h, tx in zip(gone, found) if tx is None]
             await ctx.pool.notify_dropped(dropped, ctx.head)
@@ -108,7 +103,7 @@ class Reorg(ChaosEvent):
     primitive: ClassVar[str] = "anvil_reorg"
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
-        await ctx.client.call("anvil_reorg", self.blocks, [])
+        await ctx.node.reorg(ctx.client, self.blocks)
         reorged_from = ctx.head.number - self.blocks + 1
         await ctx.pool.notify_reorg(reorged_from)
         ctx.monitor.rewind(reorged_from)

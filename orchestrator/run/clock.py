@@ -17,7 +17,6 @@ from agents.shard import BlockInfo
 from contracts.rpc import RpcTransportError
 
 from ..monitor import next_base_fee
-from ..node import mine, set_mining
 
 log = structlog.get_logger("dcai.run")
 
@@ -31,8 +30,9 @@ class Clock:
     kind = "interval"
     can_control = True  # mining mode and time can be changed (a managed node)
 
-    def __init__(self, client: Any, block_time: int, rng: Any):
+    def __init__(self, client: Any, block_time: int, rng: Any, node: Any = None):
         self.client = client
+        self.node = node  # the managed node kind (None for an external node): it spells the control calls
         self.block_time = block_time
         self.jitter = 0
         self.pause_left = 0  # blocks' worth of time without mining, from a pause_mining event
@@ -49,26 +49,26 @@ class Clock:
 
     async def start(self) -> None:
         """After set-up (automine): the scenario's own mining."""
-        await set_mining(self.client, "interval", self.block_time)
+        await self.node.set_mining(self.client, "interval", self.block_time)
 
     async def after_restart(self) -> None:
         if self.pause_left == 0:
-            await set_mining(self.client, "interval", self.block_time)
+            await self.node.set_mining(self.client, "interval", self.block_time)
 
     # ---- chaos --------------------------------------------------------------------------------
 
     async def pause(self, blocks: int) -> None:
-        await set_mining(self.client, "driven")
+        await self.node.set_mining(self.client, "driven")
         self.pause_left = blocks
 
     async def set_block_time(self, block_time: int, jitter: int) -> None:
         self.block_time = block_time
         self.jitter = jitter
         if self.pause_left == 0:
-            await set_mining(self.client, "interval", block_time)
+            await self.node.set_mining(self.client, "interval", block_time)
 
     async def _resume(self) -> None:
-        await set_mining(self.client, "interval", self.block_time)
+        await self.node.set_mining(self.client, "interval", self.block_time)
 
     async def paused_block(self) -> bool:
         """While paused: one block's worth of wall time passes without a block. Returns True when
@@ -96,7 +96,7 @@ class Clock:
         if warp_to is None:
             return None
         try:
-            await self.client.call("evm_increaseTime", warp_to - head.timestamp - self.block_time)
+            await self.node.increase_time(self.client, warp_to - head.timestamp - self.block_time)
         except RpcTransportError as e:
             # A warp is only a shortcut, and one that may have been applied is never resent (the
             # clock would move twice): go on, the next block's time tells.
@@ -148,7 +148,7 @@ class DrivenClock(Clock):
     GENESIS = 1_700_000_000  # chain time of block 0 in driven runs: the same every run
 
     async def start(self) -> None:
-        await set_mining(self.client, "driven", self.block_time)
+        await self.node.set_mining(self.client, "driven", self.block_time)
 
     async def after_restart(self) -> None:
         return None
@@ -171,21 +171,21 @@ class DrivenClock(Clock):
         """One block, block_time after the last one (set-up blocks too: the Transactor's miner)."""
         head = await self.client.get_block("latest")
         assert head is not None
-        await mine(self.client, int(head["timestamp"], 16) + self.block_time)
+        await self.node.mine(self.client, int(head["timestamp"], 16) + self.block_time)
 
     async def advance(self, head: BlockInfo, warp_to: int | None) -> int | None:
         step = self.block_time
         if self.jitter:
             step = max(1, self.block_time + int(self.rng.integers(-self.jitter, self.jitter + 1)))
-        await mine(self.client, warp_to if warp_to is not None else head.timestamp + step)
+        await self.node.mine(self.client, warp_to if warp_to is not None else head.timestamp + step)
         return warp_to
 
     async def next_block(self, head: BlockInfo, deadline: float, stopping: Callable[[], bool]) -> BlockInfo:
         return await self._poll(head, deadline, stopping)
 
 
-def make_clock(kind: str, client: Any, block_time: int, rng: Any) -> Clock:
-    return {"interval": Clock, "driven": DrivenClock, "external": ExternalClock}[kind](client, block_time, rng)
+def make_clock(kind: str, client: Any, block_time: int, rng: Any, node: Any = None) -> Clock:
+    return {"interval": Clock, "driven": DrivenClock, "external": ExternalClock}[kind](client, block_time, rng, node)
 
 
 def clock_kind(scenario: Any) -> str:

@@ -16,6 +16,8 @@ import structlog
 
 from agents.shard import BlockInfo
 
+from ..nodes import STATE_DUMP
+
 from .clock import Clock
 from .recorder import Recorder
 from .shards import ShardPool
@@ -74,11 +76,10 @@ class Recovery:
     async def _checkpoint_node(self, head: BlockInfo) -> None:
         """Dump the managed node's state (blocks, transactions, historical states; not the pool) to
         the run folder, replacing the previous dump only once the new one is whole on disk."""
-        if self.node is None:
-            return
+        if self.node is None or not self.node.has(STATE_DUMP):
+            return  # a node without dumps cannot be restarted: shard snapshots are still taken
         t = time.perf_counter()
-        dump = await self.client.call("anvil_dumpState")  # hex of a gzipped JSON document
-        data = bytes.fromhex(dump[2:] if dump.startswith("0x") else dump)
+        data = await self.node.dump_state(self.client)  # a gzipped JSON document
         path = self.run_dir / NODE_CHECKPOINT
         tmp = path.with_suffix(".tmp")
         await asyncio.to_thread(tmp.write_bytes, data)
@@ -134,7 +135,7 @@ class Recovery:
         if self.clock.kind != "driven" and restored.timestamp >= time.time():
             # Skipped idle time put the chain ahead of the wall clock; the new process starts from the
             # wall clock, and a block must not go back in time.
-            await self.client.call("evm_setNextBlockTimestamp", restored.timestamp + self.clock.block_time)
+            await self.node.set_next_timestamp(self.client, restored.timestamp + self.clock.block_time)
         monitor.rewind(restored.number + 1)
         if evaluator is not None:
             evaluator.records = [r for r in evaluator.records if r.block <= restored.number]

@@ -63,7 +63,7 @@ class RunResult:
     market: dict[str, Any] = field(default_factory=dict)  # the mechanism's own record (prediction market round)
     node_url: str | None = None  # display form, credentials redacted
     managed_node: bool = False
-    node_settings: Any = None  # orchestrator.node.NodeSettings of a managed node
+    node_settings: Any = None  # orchestrator.nodes.NodeSettings of a managed node
     test_samples: list[Any] = field(default_factory=list)
     test_labels: list[int] = field(default_factory=list)
     baseline_dir: Path | None = None

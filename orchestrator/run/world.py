@@ -27,7 +27,7 @@ from ..datasets import for_model, load_dataset, split
 from ..evaluator import Evaluator
 from ..mechanisms import DeployContext, Mechanism, mechanism_for
 from ..monitor import ChainMonitor
-from ..node import AnvilNode, NodeSettings
+from ..nodes import NodeKind, NodeSettings, make_node
 from ..results import write_json
 from ..scenario import Scenario, ScenarioError, ScenarioIssue
 from ..training import train_initial
@@ -66,7 +66,7 @@ class World:
     pool: ShardPool
     honest_only: bool = False
     source: str = "<scenario>"
-    node: AnvilNode | None = None
+    node: NodeKind | None = None
     client: RpcClient | None = None
     clock: Clock | None = None
     tx: Transactor | None = None
@@ -161,17 +161,18 @@ class World:
             url: str | list[str] = chain.rpc_url
         else:
             driven = kind == "driven"
-            self.node = AnvilNode(
+            self.node = make_node(
+                chain.node,
                 NodeSettings(gas_limit=chain.gas_limit, base_fee=chain.base_fee, accounts=chain.accounts,
                              balance_ether=chain.balance // 10**18, chain_id=chain.chain_id, order=chain.order,
                              genesis_timestamp=DrivenClock.GENESIS if driven else None, no_mining=driven,
                              prune_history=chain.prune_history),
-                self.run_dir / "anvil.log",
+                self.run_dir / f"{chain.node}.log",
             )
             url = await asyncio.to_thread(self.node.start)
             funder = dev_accounts(1)[0]
         self.client = RpcClient(url)
-        self.clock = make_clock(kind, self.client, chain.block_time, rng)
+        self.clock = make_clock(kind, self.client, chain.block_time, rng, self.node)
         chain_id = await self.client.chain_id()
         log.info("node ready", url=self.client.display_url, managed=self.node is not None, chain_id=chain_id)
         return funder
