@@ -99,5 +99,6 @@ def test_books_balance_after_chaos(chaos_run):
 def test_chaos_against_an_external_node_is_refused():
     text = SCENARIO.replace("chain: {mining: driven, block_time: 2s, gas_limit: 30M}",
                             "chain: {rpc_url: 'http://127.0.0.1:9', block_time: 2s}")
-    with pytest.raises(ScenarioError, match="needs anvil_dropTransaction, which only a node this run manages"):
+    with pytest.raises(ScenarioError, match=r"chaos event 'drop_pending' needs the node capabilities 'txpool', 'drop_tx', which a node given "
+                                          r"by URL \(chain.rpc_url\) lacks"):
         load_scenario_text(text, "chaos.yaml")

@@ -65,10 +65,11 @@ class ChaosEvent(Strict):
         if missing:
             chain = scenario.chain
             kind = "a node given by URL (chain.rpc_url)" if chain.rpc_url else f"node kind {chain.node!r}"
+            how = f" ({self.primitive})" if self.primitive else ""
             raise ValueError(
-                f"schedule.chaos: event {self.event!r} needs {self.primitive or ', '.join(missing)} (node "
-                f"capabilit{'y' if len(missing) == 1 else 'ies'} {', '.join(repr(m) for m in missing)}), which "
-                f"{kind} lacks; use a node kind that has it (anvil has every capability) or remove the event")
+                f"schedule.chaos: chaos event {self.event!r} needs the node capabilit"
+                f"{'y' if len(missing) == 1 else 'ies'} {', '.join(repr(m) for m in missing)}, which "
+                f"{kind} lacks{how}; use a node kind that has it (anvil has every capability) or remove the event")
 
     async def apply(self, ctx: ChaosContext) -> dict[str, Any]:
         """Do the event now; return the fields to record with it."""
