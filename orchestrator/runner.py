@@ -42,6 +42,8 @@ from contracts.transact import Transactor
 from . import logs
 from .datasets import for_model, load_dataset, split
 from .evaluator import MODEL_COLUMNS, Evaluator
+from .flows import FLOW_COLUMNS
+from .flows import table as contribution_flows
 from .incentives import ACCOUNT_COLUMNS, AgentAccount, accounts
 from .incentives import to_columns as account_columns
 from .monitor import BLOCK_COLUMNS, ChainMonitor, next_base_fee
@@ -885,6 +887,8 @@ class Run(RecoveryMixin):
             write_table(self.run_dir / "accuracy.parquet", rows_to_columns(models, MODEL_COLUMNS), MODEL_COLUMNS)
             write_table(self.run_dir / "agents.parquet", account_columns(self.accounts), ACCOUNT_COLUMNS)
             write_table(self.run_dir / "contributions.parquet", self.contributions, CONTRIBUTION_COLUMNS)
+            write_table(self.run_dir / "contribution_flows.parquet",
+                        contribution_flows(self.ledger, self.contributions, self.accounts), FLOW_COLUMNS)
             if self.client is not None:
                 self.state.rpc["driver"] = self.client.stats()
             summary = build_summary(
@@ -892,6 +896,7 @@ class Run(RecoveryMixin):
                 models=models, ledger=self.ledger, system=self.system, funding=self.funding,
                 node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
                 accounts=self.accounts, baseline=self._baseline_records(), market=self.market_info or None,
+                contributions=self.contributions, baseline_dir=self.baseline_dir,
             )
             write_json(self.run_dir / "summary.json", summary)
             log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))
