@@ -396,6 +396,7 @@ class ShardCore:
             sender=agent.wallet.address, nonce=nonce, tx_hash=tx.hash_hex, gas_limit=gas, max_fee=max_fee,
             max_priority_fee=tip_used, value=value, submitted_wall=time.time(), submitted_block=block.number,
             replaces=replaces.record.tx_hash if replaces else "",
+            target_tx=(c.add_tx if kind == "refund" and c is not None else target.tx_hash if target is not None else ""),
         )
         self.records.append(record)
         self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target)
@@ -442,7 +443,7 @@ class ShardCore:
                     a = decoded[1]
                     self.public.append(PublicContribution(
                         a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]), int(a["cost"]),
-                        int(log["blockNumber"], 16)))
+                        int(log["blockNumber"], 16), log.get("transactionHash") or ""))
         ours: list[tuple[str, int]] = []
         read_upto = self.last_block
         for n, header in zip(numbers, results):
@@ -477,6 +478,7 @@ class ShardCore:
                     r.deposit = c.deposit = int(data[2 + 192:2 + 256], 16)
                     r.received = r.value - r.deposit
                     c.state = ContributionState.ADDED
+                    c.add_tx = r.tx_hash
                     continue
                 topic = bytes.fromhex(topics[0][2:]) if topics else b""
                 abi = self._events.get(topic)
@@ -490,6 +492,7 @@ class ShardCore:
                     c.added_time = int(args["t"])
                     c.deposit = r.deposit
                     c.state = ContributionState.ADDED
+                    c.add_tx = r.tx_hash
                 elif name == "Refund" and r.action == "refund" and c is not None:
                     r.received = int(args.get("amount", 0))
                     c.refunded = r.received
@@ -631,6 +634,18 @@ class ShardCore:
             p.agent.wallet.invalidate_nonce()
         return len(ours)
 
+    def target_tx_of(self, action: str, args: list[Any], c: Contribution | None) -> str:
+        """The addData transaction a claim sent by one of our agents targets (decoded `args` of the
+        call), for records rebuilt from the chain: the join key with the contributions table."""
+        if action == "refund":
+            return c.add_tx if c is not None else ""
+        if action == "report" and len(args) >= 4:
+            key = (str(args[3]).lower(), int(args[2]), int(args[1]), tuple(int(x) for x in args[0]))
+            for p in self.public:
+                if (p.author.lower(), p.added_time, p.label, p.data) == key:
+                    return p.tx_hash
+        return ""
+
     def snapshot(self, block: int) -> bytes:
         """This shard's state between ticks (no keys), for a replacement if this actor dies."""
         return shard_recovery.snapshot(self, block)
@@ -725,7 +740,7 @@ class ShardCore:
             agent.in_flight += 1
             c, raw_args, target = self._meta[r.tx_hash]
             if c is not None and r.action == "add":
-                c.state, c.added_time, c.deposit = ContributionState.SUBMITTED, -1, 0
+                c.state, c.added_time, c.deposit, c.add_tx = ContributionState.SUBMITTED, -1, 0, ""
             elif c is not None and r.action == "refund":
                 c.state, c.refunded = ContributionState.REFUND_SENT, 0
             self.pending[r.tx_hash] = _Pending(r, agent, c, raw_args, target)

@@ -42,6 +42,7 @@ class Contribution:
     refunded: int = 0
     last_check_time: int = -1  # when the policy last asked the model about it
     abandoned: bool = False  # the policy stopped trying to claim it
+    add_tx: str = ""  # hash of the addData transaction that put it on chain (once mined)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class PublicContribution:
     added_time: int
     deposit: int
     block: int
+    tx_hash: str = ""  # the addData transaction (claims record it as their target)
 
     @property
     def key(self) -> tuple[str, int, int, tuple[int, ...]]:
