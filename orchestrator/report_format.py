@@ -78,15 +78,18 @@ def fmt_seconds(v: Any) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, cls: str = "", num_from: int = 1,
-           caption: str = "") -> str:
-    """A table; columns from `num_from` on are right-aligned (numbers)."""
+           caption: str = "", num_to: int | None = None) -> str:
+    """A table; columns from `num_from` up to `num_to` (default: the last) are right-aligned (numbers)."""
     rows = list(rows)
     if not rows:
         return '<p class="nodata">No rows.</p>'
-    head = "".join(f'<th{" class=num" if i >= num_from else ""}>{esc(h)}</th>' for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if i >= num_from else ""}>{esc(c)}</td>' for i, c in enumerate(r)) + "</tr>"
-        for r in rows)
+    end = len(headers) if num_to is None else num_to
+
+    def num(i: int) -> str:
+        return " class=num" if num_from <= i < end else ""
+
+    head = "".join(f"<th{num(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{num(i)}>{esc(c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<table class="{cls}">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -164,6 +167,7 @@ tbody tr:nth-child(even){background:#fafbfc}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.kv th{font-weight:500;color:var(--muted);white-space:nowrap}
 table.kv td{font-variant-numeric:tabular-nums}
+.wide{overflow-x:auto}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:4px 18px}
 .grid table{width:100%}
 details{margin:10px 0}summary{cursor:pointer;color:var(--accent)}

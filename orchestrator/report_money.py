@@ -93,11 +93,11 @@ def groups_table(s: Mapping[str, Any]) -> str:
             vb = v.get("vs_baseline")
             row.append(_signed(vb.get("net_per_agent_ether")) if isinstance(vb, Mapping) else "not in the baseline")
         rows.append(row)
-    return ("<h3>Profit and loss per group</h3>" + _table(
+    return ("<h3>Profit and loss per group</h3><div class=wide>" + _table(
         heads, rows, num_from=2,
         caption="Means per agent beside the group total: groups differ in size. net = refunds + takes − "
                 "deposits − fees. Own deposits locked: part of the group's loss still in the trainer. vs "
-                "baseline: net per agent minus the same group's in the honest-only run (baseline/)."))
+                "baseline: net per agent minus the same group's in the honest-only run (baseline/).") + "</div>")
 
 
 def taken_section(f: Folder, flows: flows_mod.Flows | None) -> str:
@@ -181,7 +181,7 @@ def metrics_section(f: Folder) -> str:
         shown = "–" if v is None else (fmt_pct(v, 2) if m.unit == "" and m.name.endswith(("kept", "end", "share"))
                                        else f"{fmt_number(v)} {m.unit}".strip())
         rows.append([m.title, shown, m.direction, m.description])
-    return _table(["metric", "value", "direction", "how it is computed"], rows, num_from=1,
+    return _table(["metric", "value", "direction", "how it is computed"], rows, num_from=1, num_to=2,
                   caption="The same definitions rank the cells of a sweep (orchestrator/metrics.py).")
 
 
