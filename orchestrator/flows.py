@@ -47,6 +47,7 @@ class Flows:
     unattributed_wei: int = 0
     taken: dict[str, dict[str, int]] = field(default_factory=dict)  # taker group -> author group -> wei
     distinct: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> contributions, distinct
+    distinct_by_agent: dict[int, int] = field(default_factory=dict)  # agent -> distinct samples
 
     @property
     def deposits(self) -> int:
@@ -84,7 +85,7 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
     who = {a.lower(): v for a, v in agents.items()}
     out = Flows(attributed="target_tx" in ledger)
     index: dict[str, ContributionFlow] = {}
-    contents: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    contents: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)  # (group, agent) -> samples
     for i, tx in enumerate(contributions.get("tx_hash", [])):
         author = str(contributions["author"][i])
         agent, group = who.get(author.lower(), (-1, OUTSIDE))
@@ -95,7 +96,8 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
         out.contributions.append(c)
         index[c.contribution_tx.lower()] = c
         data = contributions.get("data")
-        contents[group].append((tuple(data[i]) if data is not None and data[i] is not None else (), c.label))
+        contents[(group, agent if agent >= 0 else hash(author))].append(
+            tuple(data[i]) if data is not None and data[i] is not None else ())
     takers: dict[str, Counter[str]] = defaultdict(Counter)
     targets = ledger.get("target_tx")
     for i, action in enumerate(ledger.get("action", [])):
@@ -121,11 +123,43 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
     for c in out.contributions:
         c.locked = c.deposit - c.refunded - c.taken
         c.taken_by = "; ".join(f"{g}: {w}" for g, w in sorted(takers.get(c.contribution_tx, {}).items()))
-    # Distinct contributions per group: an agent echoing the model's own prediction on the same
-    # sample (a karma seeker) adds many contributions but few distinct ones.
-    for g, items in contents.items():
-        out.distinct[g] = {"contributions": len(items), "distinct": len(set(items))}
+    # Distinct samples per agent, summed per group: an agent echoing the model's own prediction on
+    # one sample and near-copies of it (a karma seeker) adds many contributions but few samples.
+    for (g, agent), items in contents.items():
+        n = distinct_samples(items)
+        d = out.distinct.setdefault(g, {"contributions": 0, "distinct": 0})
+        d["contributions"] += len(items)
+        d["distinct"] += n
+        out.distinct_by_agent[agent] = n
     return out
+
+
+NEAR_LIMIT = 2_000  # contributions of one author compared pairwise for near-copies; beyond, exact only
+
+
+def distinct_samples(items: Sequence[tuple[Any, ...]]) -> int:
+    """How many different samples a list of contributions' data holds, near-copies merged: the same
+    values in another order (a dense input with components swapped), or index sets that differ by at
+    most one element each way (a sparse sample with a feature dropped or changed). Labels are left
+    out on purpose: relabelling one sample adds no new sample."""
+    keys = list(dict.fromkeys(tuple(sorted(x)) for x in items))
+    if len(keys) > NEAR_LIMIT:
+        return len(keys)
+    parent = list(range(len(keys)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sets = [set(k) for k in keys]
+    for i in range(len(keys)):
+        for j in range(i):
+            a, b = sets[i], sets[j]
+            if len(a) >= 3 and len(b) >= 3 and len(a - b) <= 1 and len(b - a) <= 1:
+                parent[find(i)] = find(j)
+    return len({find(i) for i in range(len(keys))})
 
 
 def summary_block(flows: Flows, *, trainer_balance_end: int | None, groups: Sequence[str],

@@ -26,7 +26,7 @@ from . import plots
 from .report_folder import MINED, REPORT_NAME, TABLES, Folder, end_block, group_order, read_folder, start_block  # noqa: F401
 from .report_format import (CSS, Raw, esc, fmt_ether, fmt_gwei, fmt_number, fmt_pct,  # noqa: F401
                             fmt_seconds, plot_section)
-from .report_money import page_sections
+from .report_money import diversity_section, page_sections, table_flows
 from .report_sections import files_section, header, key_figures, scenario_tables, summary_tables
 from .results import atomic_write_bytes
 
@@ -241,7 +241,10 @@ def build_report(run_dir: Path) -> str:
     figures = build_plots(f, baseline)
     name = (f.summary or {}).get("scenario") or (f.scenario or {}).get("name") or run_dir.name
     title = f"{name} · dcai-arena report"
-    extra = page_sections(f)
+    flows = table_flows(f)
+    extra = page_sections(f, flows)
+    # Points and distinct samples side by side: an echoing karma seeker has many of one, few of the other.
+    after = {"points": diversity_section(f, flows)}
     nav = ('<nav><a href="#plots">Plots</a>' + "".join(f'<a href="#plot-{p.key}">{esc(p.title)}</a>' for p in figures)
            + "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title, _ in extra)
            + '<a href="#summary">Summary tables</a><a href="#scenario">Scenario</a><a href="#files">Files</a></nav>')
@@ -252,7 +255,7 @@ def build_report(run_dir: Path) -> str:
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>",
         header(f), key_figures(f), nav,
         '<h2 id="plots">Plots</h2>', markers_key(plot_markers(f)),
-        "".join(plot_section(p) for p in figures),
+        "".join(plot_section(p) + after.get(p.key, "") for p in figures),
         "".join(f'<h2 id="{key}">{esc(title)}</h2>{body}' for key, title, body in extra),
         '<h2 id="summary">Summary</h2>', summary_tables(f),
         '<h2 id="scenario">Scenario</h2>', scenario_tables(f),

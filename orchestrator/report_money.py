@@ -136,17 +136,19 @@ def agents_table(f: Folder, flows: flows_mod.Flows | None) -> str:
     assert a is not None
     locked: dict[int, int] = {}
     lost: dict[int, int] = {}
+    distinct = flows.distinct_by_agent if flows else {}
     for c in flows.contributions if flows else []:
         locked[c.agent] = locked.get(c.agent, 0) + c.locked
         lost[c.agent] = lost.get(c.agent, 0) + c.taken
     rows = [[a["agent"][i], a["group"][i], fmt_ether(a["deposits"][i]), fmt_ether(a["refunds"][i]),
              fmt_ether(a["takes"][i]), fmt_ether(a["fees"][i]), fmt_ether(a["net"][i]),
              fmt_ether(lost.get(int(a["agent"][i]), 0)) if flows else "–",
-             fmt_ether(locked.get(int(a["agent"][i]), 0)) if flows else "–", fmt_number(a["points"][i])]
+             fmt_ether(locked.get(int(a["agent"][i]), 0)) if flows else "–", fmt_number(a["points"][i]),
+             fmt_number(distinct.get(int(a["agent"][i]), 0)) if flows else "–"]
             for i in range(f.rows("agents"))]
     return ("<details><summary>Profit and loss per agent</summary>" + _table(
         ["agent", "group", "deposits", "refunded", "took", "fees", "net", "own deposits taken", "own locked",
-         "points"], rows, num_from=2) + "</details>")
+         "points", "distinct samples"], rows, num_from=2) + "</details>")
 
 
 def contributions_table(flows: flows_mod.Flows | None) -> str:
@@ -240,14 +242,15 @@ def diversity_section(f: Folder, flows: flows_mod.Flows | None) -> str:
              fmt_pct(d["distinct"] / d["contributions"] if d["contributions"] else None),
              fmt_number(points.get(g))] for g, d in distinct.items()]
     return ("<h3>Distinct contributions per group</h3>" + _table(
-        ["group", "contributions", "distinct (sample, label)", "distinct share", "points"], rows, num_from=1,
-        caption="An agent that re-submits the same sample with the model's own prediction collects points "
-                "without adding information: its distinct share is low."))
+        ["group", "contributions", "distinct samples", "distinct share", "points"], rows, num_from=1,
+        caption="Distinct samples: per agent, near-copies merged (the same values reordered, or feature sets "
+                "that differ by one feature each way), summed per group. An agent that re-submits one sample "
+                "and near-copies of it labelled with the model's own prediction collects points without "
+                "adding information: its distinct share is low."))
 
 
-def page_sections(f: Folder) -> Sequence[tuple[str, str, str]]:
+def page_sections(f: Folder, flows: flows_mod.Flows | None) -> Sequence[tuple[str, str, str]]:
     """(anchor, title, html) of the sections this module adds to the page."""
-    flows = table_flows(f)
     s = f.summary or {}
     return [("money", "Who made and lost money", money_sections(f, flows) + attribution_section(s)),
-            ("metrics", "Metrics", metrics_section(f) + context_section(f) + diversity_section(f, flows))]
+            ("metrics", "Metrics", metrics_section(f) + context_section(f))]
