@@ -98,6 +98,19 @@ def key_figures(f: Folder) -> str:
         cards.append(_card("ledger ↔ chain reconciliation", shown,
                            f"{esc(rec.get('reconciled', 0))} of {esc(rec.get('agents', 0))} agents to the wei",
                            "good" if ok else ("bad" if ok is False else "")))
+    st = s.get("settlement")
+    if isinstance(st, Mapping) and isinstance(st.get("locked"), Mapping):
+        ok = st.get("ok")
+        check = ("equals the trainer's balance" if ok else "✗ differs from the trainer's balance" if ok is False
+                 else "not checked against the trainer's balance")
+        cards.append(_card("locked in the trainer", esc(fmt_ether(st["locked"].get("wei"))),
+                           f"{esc(fmt_pct(st.get('locked_share_of_deposits')))} of deposits · {esc(check)}",
+                           "bad" if ok is False else ""))
+    pm = s.get("prediction_market")
+    if isinstance(pm, Mapping) and pm.get("outcome"):
+        cards.append(_card("prediction market", esc(fmt_ether((pm.get("bounty_paid_to_participants") or {})
+                                                              .get("wei")) if pm.get("bounty_paid_to_participants")
+                                                    else "–"), esc(pm["outcome"])))
     lat = s.get("latency") or {}
     if lat.get("blocks_p50") is not None:
         cards.append(_card("inclusion latency p50 / p99", f"{esc(fmt_number(lat.get('blocks_p50')))} / "
@@ -118,14 +131,14 @@ def summary_tables(f: Folder) -> str:
     parts.append("<h3>Incentives per group</h3>")
     if inc:
         parts.append(_table(
-            ["group", "policy", "agents", "transactions", "deposits", "refunds", "takes", "fees", "net",
+            ["group", "policy", "role", "agents", "transactions", "deposits", "refunds", "takes", "fees", "net",
              "net per agent", "points", "reconciled"],
-            [[g, v.get("policy", ""), fmt_number(v.get("agents")), fmt_number(v.get("transactions")),
+            [[g, v.get("policy", ""), v.get("role", "–"), fmt_number(v.get("agents")), fmt_number(v.get("transactions")),
               _ether_or(v.get("deposits")), _ether_or(v.get("refunds")), _ether_or(v.get("takes")),
               _ether_or(v.get("fees")), _ether_or(v.get("net")),
               fmt_ether(round(float(v["net_per_agent_ether"]) * 1e18)) if v.get("net_per_agent_ether") is not None
               else "–", fmt_number(v.get("points")), f"{v.get('reconciled_agents', '–')}/{v.get('agents', '–')}"]
-             for g, v in inc.items() if isinstance(v, Mapping)], num_from=2,
+             for g, v in inc.items() if isinstance(v, Mapping)], num_from=3,
             caption="net = refunds + takes − deposits − fees: what the mechanism and the chain made the group "
                     "gain or lose"))
     else:
