@@ -232,7 +232,10 @@ def deposit_rule(scenario: Scenario, col: Mapping[str, Sequence[Any]]) -> dict[s
 
 
 def market_outcome(market: Mapping[str, Any], models: Sequence[ModelRecord], scenario: Scenario) -> dict[str, Any]:
-    """The market's own record plus what it means: a final model worse than the start earns no bounty."""
+    """The market's own record plus what it meant for the participants. Stakes + bounty = what the
+    participants and the provider collect, so bounty - providerAmount is the participants' net gain
+    from the round: negative when the provider kept stakes, 0 when the bounty went back unpaid (as
+    when the final model scores worse than the start)."""
     out = dict(market)
     start = models[0].accuracy if models else None
     end = models[-1].accuracy if models else None
@@ -241,15 +244,20 @@ def market_outcome(market: Mapping[str, Any], models: Sequence[ModelRecord], sce
     paid = bounty - int(returned) if returned is not None else None
     out["accuracy_start"], out["accuracy_end"] = start, end
     out["bounty_paid_to_participants"] = _wei(max(paid, 0)) if paid is not None else None
-    if start is not None and end is not None and end < start:
-        out["outcome"] = (f"the final model ends worse than the start ({end:.4f} < {start:.4f}): "
-                          "the bounty pays the participants nothing")
+    out["participants_net"] = _wei(paid) if paid is not None else None
+    worse = start is not None and end is not None and end < start
+    said = [f"the final model ends worse than the start ({end:.4f} < {start:.4f})"] if worse else []
+    if paid is None:
+        said.append("the reward phase did not end: the bounty is not settled")
+    elif paid < 0:
+        said.append(f"the bounty pays the participants nothing and they lost {-paid / 1e18:.6g} ETH of stakes "
+                    "to the provider")
     elif paid == 0:
-        out["outcome"] = "the bounty went back to the provider: the participants earned nothing from it"
-    elif paid is not None:
-        out["outcome"] = f"the participants earned {paid / 1e18:.6g} ETH of the bounty"
+        said.append("the bounty pays the participants nothing (it all went back to the provider)")
     else:
-        out["outcome"] = "the reward phase did not end: the bounty is not settled"
+        said.append(f"the participants earned {paid / 1e18:.6g} ETH of the {bounty / 1e18:.6g} ETH bounty")
+    out["model_worse_than_start"] = worse
+    out["outcome"] = ": ".join(said) if worse else "; ".join(said)
     return out
 
 
