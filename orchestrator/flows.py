@@ -85,7 +85,7 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
     who = {a.lower(): v for a, v in agents.items()}
     out = Flows(attributed="target_tx" in ledger)
     index: dict[str, ContributionFlow] = {}
-    contents: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)  # (group, agent) -> samples
+    contents: dict[tuple[str, str, int], list[tuple[Any, ...]]] = defaultdict(list)  # (group, author, agent)
     for i, tx in enumerate(contributions.get("tx_hash", [])):
         author = str(contributions["author"][i])
         agent, group = who.get(author.lower(), (-1, OUTSIDE))
@@ -96,7 +96,7 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
         out.contributions.append(c)
         index[c.contribution_tx.lower()] = c
         data = contributions.get("data")
-        contents[(group, agent if agent >= 0 else hash(author))].append(
+        contents[(group, author.lower(), agent)].append(
             tuple(data[i]) if data is not None and data[i] is not None else ())
     takers: dict[str, Counter[str]] = defaultdict(Counter)
     targets = ledger.get("target_tx")
@@ -125,12 +125,13 @@ def compute(ledger: Mapping[str, Sequence[Any]], contributions: Mapping[str, Seq
         c.taken_by = "; ".join(f"{g}: {w}" for g, w in sorted(takers.get(c.contribution_tx, {}).items()))
     # Distinct samples per agent, summed per group: an agent echoing the model's own prediction on
     # one sample and near-copies of it (a karma seeker) adds many contributions but few samples.
-    for (g, agent), items in contents.items():
+    for (g, _, agent), items in contents.items():
         n = distinct_samples(items)
         d = out.distinct.setdefault(g, {"contributions": 0, "distinct": 0})
         d["contributions"] += len(items)
         d["distinct"] += n
-        out.distinct_by_agent[agent] = n
+        if agent >= 0:
+            out.distinct_by_agent[agent] = n
     return out
 
 
