@@ -92,11 +92,33 @@ def by_group(rows: Sequence[AgentAccount]) -> dict[str, dict[str, Any]]:
             g[k] += getattr(r, k)
         g["reconciled_agents"] += int(r.reconciled)
     for g in groups.values():
+        n = max(g["agents"], 1)
         g["net_ether"] = g["net"] / 1e18
-        g["net_per_agent_ether"] = g["net"] / 1e18 / max(g["agents"], 1)
+        g["net_per_agent_ether"] = g["net"] / 1e18 / n
+        # Groups differ in size: the mean per agent is what compares one policy with another.
+        g["per_agent"] = {f"{k}_ether": g[k] / 1e18 / n for k in ("deposits", "refunds", "takes", "fees", "net")}
+        g["per_agent"]["points"] = g["points"] / n
+        g["per_agent"]["transactions"] = g["transactions"] / n
         for k in ("deposits", "refunds", "takes", "fees", "net"):
             g[k] = str(g[k])  # exact wei as strings
     return groups
+
+
+def versus_baseline(groups: dict[str, dict[str, Any]], baseline: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each group's change against the same group in the honest-only baseline (which holds the honest
+    groups only): per agent, in ether. Groups absent from the baseline get None."""
+    for name, g in groups.items():
+        b = baseline.get(name)
+        if not isinstance(b, Mapping) or b.get("net_per_agent_ether") is None:
+            g["vs_baseline"] = None
+            continue
+        mine, theirs = g.get("per_agent") or {}, b.get("per_agent") or {}
+        g["vs_baseline"] = {
+            "net_per_agent_ether": float(g["net_per_agent_ether"]) - float(b["net_per_agent_ether"]),
+            "baseline_net_per_agent_ether": float(b["net_per_agent_ether"]),
+            **{f"{k}_per_agent_ether": mine[f"{k}_ether"] - theirs[f"{k}_ether"]
+               for k in ("deposits", "refunds", "takes", "fees") if f"{k}_ether" in mine and f"{k}_ether" in theirs},
+        }
 
 
 def to_columns(rows: Sequence[AgentAccount]) -> dict[str, list[Any]]:

@@ -18,7 +18,7 @@ WEI = pa.decimal128(38, 0)  # wei amounts exceed int64 (10 ether = 1e19 wei)
 # Columns holding wei amounts or gas prices: stored exactly as decimals.
 WEI_COLUMNS = {"value", "deposit", "received", "max_fee", "max_priority_fee", "effective_gas_price",
                "base_fee", "expected_base_fee", "start_balance", "end_balance", "deposits", "refunds", "takes",
-               "fees", "net", "ledger_flow"}
+               "fees", "net", "ledger_flow", "refunded", "taken", "locked"}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

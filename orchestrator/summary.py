@@ -4,16 +4,20 @@ float ether figure beside them for reading."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from agents.policies.base import ATTACKER
+from agents.policies.base import ATTACKER, HONEST
 from contracts.deploy import DeployedSystem
 
+from . import flows as flows_mod
+from . import metrics
 from .evaluator import ModelRecord
-from .incentives import AgentAccount, by_group
+from .incentives import AgentAccount, by_group, versus_baseline
 from .monitor import BlockRecord
 from .scenario import Scenario
 
@@ -48,7 +52,12 @@ def build_summary(
     accounts: Sequence[AgentAccount] = (),
     baseline: Sequence[Mapping[str, Any]] | None = None,
     market: Mapping[str, Any] | None = None,
+    contributions: Mapping[str, Sequence[Any]] | None = None,
+    baseline_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """`state["trainer_balance_end"]` (wei), `contributions` (contributions.parquet's columns) and
+    `baseline_dir` (the honest-only run's folder) are optional: without them the settlement check,
+    the per-contribution flows or the comparison with the baseline are left out, and say so."""
     n = len(ledger.get("tx_hash", []))
     roles = {g.name or g.policy: g.resolved_role() for g in scenario.agents}
     col = {k: list(v) for k, v in ledger.items()}
@@ -90,6 +99,22 @@ def build_summary(
     run_blocks = [b for b in blocks if b.number > state.get("start_block", -1)]
     base_fees = [b.base_fee for b in run_blocks]
     deviations = [b.number for b in run_blocks if b.expected_base_fee >= 0 and b.expected_base_fee != b.base_fee]
+
+    incentives = {name: {"role": roles.get(name, "unspecified"), **g} for name, g in by_group(accounts).items()}
+    flows = flows_mod.compute(col, contributions or {}, {a.address: (a.agent, a.group) for a in accounts})
+    settlement = flows_mod.summary_block(flows, trainer_balance_end=state.get("trainer_balance_end"),
+                                         groups=list(roles), incentive_type=scenario.incentive.type)
+    if contributions is None:
+        settlement["note"] = "no contributions table was given: per-contribution flows are not computed"
+    by_author = settlement["by_group"]
+    for name, g in incentives.items():
+        mine = by_author.get(name) or {}
+        g["locked"] = mine.get("locked", "0")  # own deposits still in the trainer: part of `net`
+        g["taken_by_others"] = mine.get("taken_by_others", "0")
+        g["distinct_contributions"] = flows.distinct.get(name)
+    base_summary = _read_baseline(baseline_dir)
+    if base_summary is not None:
+        versus_baseline(incentives, base_summary.get("incentives") or {})
 
     summary: dict[str, Any] = {
         "summary_version": SUMMARY_VERSION,
@@ -150,10 +175,13 @@ def build_summary(
         "throughput": throughput,
         "duration": {"wall_s": state.get("phase_times", {}).get("total_s"),
                      "loop_wall_s": state.get("loop_wall_s"), "phases": state.get("phase_times", {})},
-        "incentives": {name: {"role": roles.get(name, "unspecified"), **g} for name, g in by_group(accounts).items()},
-        "prediction_market": dict(market) if market else None,
+        "incentives": incentives,
+        "dataset": {"name": scenario.dataset.name, "label_noise": scenario.dataset.noise},
+        "deposit_rule": deposit_rule(scenario, col),
+        "settlement": settlement,
+        "prediction_market": market_outcome(market, models, scenario) if market else None,
         "corruption": corruption(models, baseline, state.get("start_block", 0),
-                                 scenario.evaluation.corruption_threshold, accounts, roles),
+                                 scenario.evaluation.corruption_threshold, accounts, roles, col),
         "reconciliation": {
             "agents": len(accounts),
             "reconciled": sum(a.reconciled for a in accounts),
@@ -173,7 +201,65 @@ def build_summary(
         "errors": state.get("tick_errors", []),
         "shards": state.get("shard_stats", []),
     }
+    if settlement.get("message"):  # loud, like a reconciliation mismatch
+        summary["errors"] = [*summary["errors"], settlement["message"]]
+    summary["metrics"] = metrics.compute(summary)
     return summary
+
+
+def _read_baseline(baseline_dir: Path | None) -> dict[str, Any] | None:
+    if baseline_dir is None:
+        return None
+    try:
+        data = json.loads((Path(baseline_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def deposit_rule(scenario: Scenario, col: Mapping[str, Sequence[Any]]) -> dict[str, Any] | None:
+    """Deposit, refund and take prices a contribution at cost_weight * 3600 / floor(sqrt(seconds since
+    the last add)), with 0 seconds counted as 1 (Stakeable.getNextAddDataCost): the second and later
+    adds of one block all pay the maximum, cost_weight * 3600."""
+    if scenario.incentive.type != "stakeable":
+        return None
+    top = int(scenario.incentive.cost_weight) * 3600
+    paid = [int(d) for a, st, d in zip(col.get("action", []), col.get("status", []), col.get("deposit", []))
+            if a == "add" and st == "included"]
+    return {"formula": "cost_weight * 3600 / floor(sqrt(max(1, seconds since the last add)))",
+            "cost_weight_wei": str(int(scenario.incentive.cost_weight)),
+            "same_block_max": _wei(top), "adds": len(paid), "adds_at_max": sum(1 for d in paid if d >= top),
+            "deposit_min": _wei(min(paid)) if paid else None, "deposit_max": _wei(max(paid)) if paid else None}
+
+
+def market_outcome(market: Mapping[str, Any], models: Sequence[ModelRecord], scenario: Scenario) -> dict[str, Any]:
+    """The market's own record plus what it meant for the participants. Stakes + bounty = what the
+    participants and the provider collect, so bounty - providerAmount is the participants' net gain
+    from the round: negative when the provider kept stakes, 0 when the bounty went back unpaid (as
+    when the final model scores worse than the start)."""
+    out = dict(market)
+    start = models[0].accuracy if models else None
+    end = models[-1].accuracy if models else None
+    bounty = int(market.get("bounty") or 0)
+    returned = market.get("provider_amount")
+    paid = bounty - int(returned) if returned is not None else None
+    out["accuracy_start"], out["accuracy_end"] = start, end
+    out["bounty_paid_to_participants"] = _wei(max(paid, 0)) if paid is not None else None
+    out["participants_net"] = _wei(paid) if paid is not None else None
+    worse = start is not None and end is not None and end < start
+    said = [f"the final model ends worse than the start ({end:.4f} < {start:.4f})"] if worse else []
+    if paid is None:
+        said.append("the reward phase did not end: the bounty is not settled")
+    elif paid < 0:
+        said.append(f"the bounty pays the participants nothing and they lost {-paid / 1e18:.6g} ETH of stakes "
+                    "to the provider")
+    elif paid == 0:
+        said.append("the bounty pays the participants nothing (it all went back to the provider)")
+    else:
+        said.append(f"the participants earned {paid / 1e18:.6g} ETH of the {bounty / 1e18:.6g} ETH bounty")
+    out["model_worse_than_start"] = worse
+    out["outcome"] = ": ".join(said) if worse else "; ".join(said)
+    return out
 
 
 def latency_by_group(col: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, Any]]:
@@ -196,10 +282,12 @@ def latency_by_group(col: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, An
 
 
 def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, Any]] | None, start_block: int,
-               threshold: float, accounts: Sequence[AgentAccount], roles: Mapping[str, str]
-               ) -> dict[str, Any] | None:
+               threshold: float, accounts: Sequence[AgentAccount], roles: Mapping[str, str],
+               col: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any] | None:
     """Accuracy drop of this run below the honest-only counterfactual, matched by block offset from
-    the start of each run (the nearest baseline sample at or before each offset)."""
+    the start of each run (the nearest baseline sample at or before each offset). The drop belongs to
+    every group whose role is not honest (the baseline differs from the run by exactly those groups),
+    shared by the number of contributions each got into the model."""
     if not baseline or not models:
         return None
     base = sorted(baseline, key=lambda r: r["offset"])
@@ -236,7 +324,29 @@ def corruption(models: Sequence[ModelRecord], baseline: Sequence[Mapping[str, An
                                            or [base[-1]["accuracy_class0"], base[-1]["accuracy_class1"]])},
         "attacker_net_spent_ether": spent / 1e18,
         "attacker_cost_per_accuracy_point_ether": (spent / 1e18) / (final * 100) if final > 0 else None,
+        "attribution": attribution(final, roles, col or {}),
     }
+
+
+def attribution(drop: float, roles: Mapping[str, str], col: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The end drop shared by the non-honest groups in proportion to their included contributions
+    (each one trained the model as much as any other); by role, the sum of its groups."""
+    adds = Counter(g for g, a, st in zip(col.get("group", []), col.get("action", []), col.get("status", []))
+                   if a == "add" and st == "included")
+    blamed = [g for g, r in roles.items() if r != HONEST]
+    total = sum(adds.get(g, 0) for g in blamed)
+    groups = {g: {"role": roles[g], "contributions": adds.get(g, 0),
+                  "share": adds.get(g, 0) / total if total else (1 / len(blamed) if blamed else 0.0)}
+              for g in blamed}
+    for g in groups.values():
+        g["drop_pts"] = 100 * drop * g["share"]
+    by_role: dict[str, dict[str, float]] = {}
+    for g in groups.values():
+        r = by_role.setdefault(g["role"], {"share": 0.0, "drop_pts": 0.0})
+        r["share"] += g["share"]
+        r["drop_pts"] += g["drop_pts"]
+    return {"rule": "drop shared by non-honest groups in proportion to their included contributions",
+            "drop_pts": 100 * drop, "by_role": by_role, "by_group": groups}
 
 
 def latency_by_phase(col: Mapping[str, Sequence[Any]], scenario: Scenario, start_block: int

@@ -16,27 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import plots
-from .report import CSS, esc
+from .metrics import RANKING, REGISTRY
+from .report_format import CSS, esc
 from .results import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from .sweep import RunRecord, SweepPlan
+    from .sweep_plan import RunRecord, SweepPlan
 
 SWEEP_REPORT = "sweep.html"
 EXTRA_CSS = """
 .rank{font-weight:700;color:var(--accent)}td.params{font:12.5px ui-monospace,"DejaVu Sans Mono",monospace}
 td .ci{color:var(--muted);font-size:12px}td.st-bad{color:var(--bad)}td.st-ok{color:var(--ok)}
 """
-UNITS = {"accuracy_kept": "", "accuracy_end": "", "accuracy_drop_pts": " pp", "attacker_cost_ether": " ETH",
-         "attacker_cost_per_point_ether": " ETH/pp", "honest_profit_ether": " ETH",
-         "honest_profit_per_agent_ether": " ETH", "fees_ether": " ETH", "transactions": "", "included_share": "",
-         "latency_p50_blocks": " blocks", "wall_s": " s"}
-TITLES = {"accuracy_kept": "accuracy kept", "accuracy_end": "accuracy at the end",
-          "accuracy_drop_pts": "accuracy lost (pp)", "attacker_cost_ether": "attacker cost (ETH)",
-          "attacker_cost_per_point_ether": "attacker cost per point lost (ETH)",
-          "honest_profit_ether": "honest profit (ETH)", "honest_profit_per_agent_ether": "honest profit per agent",
-          "fees_ether": "fees paid (ETH)", "transactions": "transactions", "included_share": "included share",
-          "latency_p50_blocks": "latency p50 (blocks)", "wall_s": "wall time (s)"}
+# Units and titles come from the metrics registry: one definition for summary, report and sweep.
+UNITS = {name: (f" {m.unit}" if m.unit else "") for name, m in REGISTRY.items()}
+TITLES = {name: m.title + (f" ({m.unit})" if m.unit in ("ETH", "ETH/pp", "s") else "") for name, m in REGISTRY.items()}
+METRICS = {name: m.description for name, m in REGISTRY.items()}
 
 
 def _num(v: float | None, unit: str = "") -> str:
@@ -119,8 +114,6 @@ def _plot_html(p: plots.Plot) -> str:
 
 def build_sweep_report(plan: SweepPlan, sweep_dir: Path, records: Sequence[RunRecord],
                        cells: Sequence[Mapping[str, Any]]) -> str:
-    from .sweep import METRICS, RANKING
-
     done = sum(r.status == "completed" for r in records)
     bad = [r for r in records if r.status != "completed"]
     badge = ('<span class="badge ok">complete</span>' if not bad else
@@ -159,12 +152,12 @@ def build_sweep_report(plan: SweepPlan, sweep_dir: Path, records: Sequence[RunRe
         "Mean and 95% confidence interval per cell (blue), one grey dot per run; best-ranked cell at the top.",
         cells, records, rank_names)
     others = [m for m in METRICS if m not in rank_names and m not in ("transactions", "wall_s")]
-    fig_other = errorbar_plot(
-        "other", "Other metrics by cell", "Mean and 95% confidence interval per cell, one grey dot per run.",
-        cells, records, others[:4])
-    fig_more = errorbar_plot(
-        "more", "Load and cost by cell", "Mean and 95% confidence interval per cell, one grey dot per run.",
-        cells, records, others[4:] + ["transactions", "wall_s"])
+    others += ["transactions", "wall_s"]
+    # Four panels a figure: more side by side would squeeze each axis below reading size.
+    fig_others = [errorbar_plot(
+        f"other{i // 4}" if i else "other", "Other metrics by cell" if not i else "More metrics by cell",
+        "Mean and 95% confidence interval per cell, one grey dot per run.", cells, records, others[i:i + 4])
+        for i in range(0, len(others), 4)]
 
     all_rows = "".join(
         f'<tr><td><b>{esc(c["cell"])}</b></td>' + "".join(f'<td class="num">{_stat(c["metrics"][m], m)}</td>'
@@ -187,7 +180,8 @@ def build_sweep_report(plan: SweepPlan, sweep_dir: Path, records: Sequence[RunRe
     runs_table = ('<table><thead><tr><th>run</th><th>cell</th><th class="num">seed</th><th>status</th>'
                   + "".join(f'<th class="num">{esc(TITLES[m])}</th>' for m in rank_names)
                   + "<th>error</th></tr></thead><tbody>" + "".join(run_rows) + "</tbody></table>")
-    defs = "<dl>" + "".join(f"<dt><code>{esc(m)}</code></dt><dd>{esc(d)}</dd>" for m, d in METRICS.items()) + "</dl>"
+    defs = "<dl>" + "".join(f"<dt><code>{esc(m.name)}</code> ({esc(m.unit or 'ratio or count')}, "
+                            f"{esc(m.direction)})</dt><dd>{esc(m.description)}</dd>" for m in REGISTRY.values()) + "</dl>"
     files = ("<p>In this folder: <code>sweep.json</code> (the resolved cells), <code>runs.parquet</code> (one row "
              "per run), <code>aggregate.parquet</code> / <code>aggregate.json</code> (per cell and metric: n, mean, "
              "std, 95% CI), <code>runs/&lt;cell&gt;-s&lt;seed&gt;/</code> (each run's results folder and report).</p>")
@@ -199,7 +193,7 @@ def build_sweep_report(plan: SweepPlan, sweep_dir: Path, records: Sequence[RunRe
         '<nav><a href="#ranking">Ranking</a><a href="#plots">Plots</a><a href="#metrics">All metrics</a>'
         '<a href="#runs">Runs</a><a href="#definitions">Definitions</a></nav>',
         '<h2 id="ranking">Ranking</h2>', ranking,
-        '<h2 id="plots">Plots</h2>', _plot_html(fig_rank), _plot_html(fig_other), _plot_html(fig_more),
+        '<h2 id="plots">Plots</h2>', _plot_html(fig_rank), *[_plot_html(f) for f in fig_others],
         '<h2 id="metrics">All metrics</h2>', all_table,
         '<h2 id="runs">Runs</h2>', runs_table,
         '<h2 id="definitions">Definitions</h2>', defs, files,

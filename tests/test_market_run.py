@@ -54,4 +54,10 @@ def test_market_round_pays_honest_and_charges_flippers(tmp_path):
     paid_in = int(inc["honest"]["deposits"]) + int(inc["flipper"]["deposits"]) + 10**18
     paid_out = int(inc["honest"]["refunds"]) + int(inc["flipper"]["refunds"]) + int(pm["provider_collected"])
     assert paid_out == paid_in
+    # What the round meant, said in the summary: the participants' net is bounty - providerAmount.
+    net = int(inc["honest"]["refunds"]) + int(inc["flipper"]["refunds"]) - paid_in + 10**18
+    assert int(pm["participants_net"]["wei"]) == net == 10**18 - int(pm["provider_amount"])
+    assert pm["model_worse_than_start"] == (pm["accuracy_end"] < pm["accuracy_start"])
+    assert ("pays the participants nothing" in pm["outcome"]) == (net <= 0)
+    assert ("worse than the start" in pm["outcome"]) == pm["model_worse_than_start"]
     assert s["reconciliation"]["ok"]

@@ -40,6 +40,9 @@ def test_karma_seekers_gain_points_faster_than_honest_agents(tmp_path):
     inc = s["incentives"]
     assert int(inc["honest"]["deposits"]) == 0 and int(inc["karma_seeker"]["deposits"]) == 0  # no deposits
     assert inc["karma_seeker"]["points"] > inc["honest"]["points"] > 0
+    # ...with near-copies of few samples: visible as a low share of distinct samples.
+    ks, hon = inc["karma_seeker"]["distinct_contributions"], inc["honest"]["distinct_contributions"]
+    assert ks["distinct"] / ks["contributions"] < 0.5 < hon["distinct"] / hon["contributions"]
     # Points are the chain's own counters: every validation the ledger saw is one point on chain.
     agents = pq.read_table(run_dir / "agents.parquet").to_pydict()
     led = pq.read_table(run_dir / "ledger.parquet").to_pydict()

@@ -14,6 +14,8 @@ from agents.ledger import LEDGER_COLUMNS
 from contracts.rpc import merge_stats
 
 from ..evaluator import MODEL_COLUMNS
+from ..flows import FLOW_COLUMNS
+from ..flows import table as contribution_flows
 from ..incentives import ACCOUNT_COLUMNS, accounts
 from ..incentives import to_columns as account_columns
 from ..monitor import BLOCK_COLUMNS
@@ -141,11 +143,14 @@ def write_results(result: RunResult) -> None:
         write_table(d / "accuracy.parquet", rows_to_columns(result.models, MODEL_COLUMNS), MODEL_COLUMNS)
         write_table(d / "agents.parquet", account_columns(result.accounts), ACCOUNT_COLUMNS)
         write_table(d / "contributions.parquet", result.contributions, CONTRIBUTION_COLUMNS)
+        write_table(d / "contribution_flows.parquet",
+                    contribution_flows(result.ledger, result.contributions, result.accounts), FLOW_COLUMNS)
         summary = build_summary(
             scenario=result.scenario, run_id=result.run_id, state=asdict(result.state), blocks=result.blocks,
             models=result.models, ledger=result.ledger, system=result.system, funding=result.funding,
             node_url=result.node_url, managed_node=result.managed_node, accounts=result.accounts,
             baseline=baseline_records(result.baseline_dir), market=result.market or None,
+            contributions=result.contributions, baseline_dir=result.baseline_dir,
         )
         write_json(d / "summary.json", summary)
         log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(d))
