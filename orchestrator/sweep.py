@@ -52,19 +52,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .results import write_json, write_table
-from .scenario import (
-    Scenario,
-    ScenarioError,
-    ScenarioIssue,
-    compose_yaml,
-    _check_name,
-    _format_loc,
-    _locate,
-    _position,
-    _pydantic_issue,
-    _short_repr,
-    _Strict,
-)
+from .scenario import Scenario, ScenarioError, ScenarioIssue, StrictModel as _Strict, check_name as _check_name
+from .scenario_locate import pydantic_issue, short_repr as _short_repr
+from .yaml_loader import compose_yaml, read_yaml_file, format_loc as _format_loc, locate as _locate, position as _position
+
+
+def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
+    return pydantic_issue(err, root, data, Scenario)
+
 
 RUNS_DIR = "runs"
 ATTEMPTS_DIR = "attempts"
@@ -227,12 +222,10 @@ def _sweep_issue(err: Any, root: Node, data: Any, source: str) -> SweepIssue:
 
 def _read(path: Path, shown: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError(shown, [SweepIssue("", None, None, f"file not found (looked for {path.absolute()})",
-                                            source=shown)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(shown, [SweepIssue("", None, None, f"cannot read the file: {exc}", source=shown)]) from None
+        return read_yaml_file(path, "sweep or scenario file")
+    except ScenarioError as e:
+        raise SweepError(shown, [SweepIssue(i.location, i.line, i.column, i.message, source=shown)
+                                 for i in e.issues]) from None
 
 
 # --------------------------------------------------------------------------------------------------
