@@ -120,7 +120,7 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
     """Fund through the run's own code (`Run._fund`), on a bare Run holding just what it reads; the
     Transactor is wrapped to time signing apart from sending and waiting for receipts."""
     from orchestrator.runner import Run
-    from orchestrator.scenario import AgentGroup, Scenario, ScheduleConfig
+    from orchestrator.scenario import AgentGroup, DatasetConfig, Scenario, ScheduleConfig
 
     sign_s = 0.0
     sign_calls = 0
@@ -138,8 +138,9 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
     requests0 = client.requests
     run = Run.__new__(Run)
     run.client = client
+    # Enough samples for every agent to hold its own (validation refuses agents that would share them).
     run.scenario = Scenario(name="scale", agents=[AgentGroup(policy="honest", count=len(specs), funding=FUNDING)],
-                            schedule=ScheduleConfig(duration=10))
+                            dataset=DatasetConfig(samples=2 * len(specs)), schedule=ScheduleConfig(duration=10))
     run.shards = [None] * n_shards
     run.funding = {}
     t = time.perf_counter()

@@ -503,7 +503,9 @@ class Scenario(_Strict):
         n = ds.samples if ds.name == "synthetic_sparse" else BUNDLED_SAMPLES.get(ds.name)
         if n is None:
             return self  # a user's file: counted by orchestrator.prechecks
-        check_agents_fit(self, n, "dataset.samples" if ds.name == "synthetic_sparse" else f"the {ds.name} set")
+        short = agents_shortfall(self, n, "dataset.samples" if ds.name == "synthetic_sparse" else f"the {ds.name} set")
+        if short is not None:
+            raise field_error(*short)
         return self
 
     @field_validator("name")
@@ -526,18 +528,20 @@ class Scenario(_Strict):
         return groups
 
 
-def check_agents_fit(scenario: Scenario, n: int, what: str) -> None:
-    """Refuse more agents than samples left for them (agents would share the same samples); raised as a
-    located error at the count of the group that passes the number."""
+def agents_shortfall(scenario: Scenario, n: int, what: str) -> tuple[tuple[str | int, ...], str] | None:
+    """More agents than samples left for them (agents would share the same samples): the location of
+    the count of the group that passes the number, and the message; None when they fit."""
     ds = scenario.dataset
     rows = agent_rows(n, ds.init_train_fraction, ds.test_fraction)
     total = 0
     for i, group in enumerate(scenario.agents):
         total += group.count
         if total > rows:
-            raise field_error(("agents", i, "count"), f"{sum(g.count for g in scenario.agents)} agents in all, but "
-                              f"{what} leaves {max(rows, 0)} samples for agents ({n} samples, less test_fraction and "
-                              "init_train_fraction); lower the counts or use more samples")
+            return ("agents", i, "count"), (
+                f"{sum(g.count for g in scenario.agents)} agents in all, but {what} leaves {max(rows, 0)} samples "
+                f"for agents ({n} samples, less test_fraction and init_train_fraction); lower the counts or use "
+                "more samples")
+    return None
 
 
 def scenario_json_schema() -> dict[str, Any]:
