@@ -468,19 +468,22 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _bundle_needs_anvil(self) -> Scenario:
         if self.outputs.bundle and self.chain.rpc_url:
-            raise field_error(("outputs", "bundle"), "outputs.bundle: replay bundles are not supported on an external node (chain.rpc_url): "
-                             "its initial state cannot be dumped and reloaded; use a node the run starts (anvil)")
+            raise field_error(("outputs", "bundle"), "replay bundles are not supported on an external node "
+                              "(chain.rpc_url): its initial state cannot be dumped and reloaded; use a node the run "
+                              "starts (anvil)")
         return self
 
     @model_validator(mode="after")
     def _model_takes_the_labels(self) -> Scenario:
         if self.dataset.multiclass and self.model.binary_only:
-            raise field_error(("model", "type") if "type" in self.model.model_fields_set else ("dataset", "multiclass"), 
-                f"dataset.multiclass: model.type {self.model.type!r} takes two classes only; use naive_bayes, "
-                "dense_nearest_centroid or sparse_nearest_centroid, or drop multiclass")
+            blamed = ("model", "type") if "type" in self.model.model_fields_set else ("dataset", "multiclass")
+            raise field_error(blamed, f"model.type {self.model.type!r} takes two classes only, and dataset.multiclass "
+                              "keeps them all; use naive_bayes, dense_nearest_centroid or sparse_nearest_centroid, or "
+                              "drop multiclass")
         if self.incentive.type == "prediction_market" and self.model.type != "sparse_perceptron":
-            raise field_error(("model", "type"), 
-                f"model.type: the prediction market replays a sparse_perceptron only (its contract reads the "
+            raise field_error(
+                ("model", "type"),
+                f"the prediction market replays a sparse_perceptron only (its contract reads the "
                 f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
         return self
 
