@@ -70,7 +70,8 @@ def check_dataset(scenario: Scenario) -> list[tuple[Loc, str]]:
 def check_outputs(scenario: Scenario, results_root: str | None = None) -> list[tuple[Loc, str]]:
     """The results root is a folder, or can be made one (`--out` overrides outputs.dir)."""
     given = results_root if results_root is not None else scenario.outputs.dir
-    loc: Loc = ("outputs", "dir")
+    # `--out` is not in the file: reported without a line.
+    loc: Loc = ("outputs", "dir") if results_root is None else ()
     what = "--out" if results_root is not None else "outputs.dir"
     path = Path(given)
     if path.exists():
