@@ -300,10 +300,10 @@ def _check_libsvm(p: Path, path: str) -> None:
 
 
 def from_libsvm(path: str, positive: str | None, multiclass: bool = False) -> Dataset:
+    p = _existing(path)
+    _check_libsvm(p, path)  # before importing scikit-learn (seconds): a malformed file is refused at once
     from sklearn.datasets import load_svmlight_file
 
-    p = _existing(path)
-    _check_libsvm(p, path)
     try:
         x, y = load_svmlight_file(str(p), zero_based=False)
     except ValueError as e:

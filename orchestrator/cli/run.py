@@ -26,12 +26,12 @@ def load_checked(path: str, *, seed: int | None = None, results_root: str | None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..runner import Run
-
     if args.out:
         args.crash_dir = Path(args.out)
     scenario = load_checked(args.scenario, seed=args.seed, results_root=args.out)
     args.crash_dir = Path(args.out or scenario.outputs.dir)
+    from ..runner import Run  # after the checks: importing the run stack (Ray) takes seconds
+
     run = Run(scenario, results_root=Path(args.out) if args.out else None, run_id=args.run_id,
               progress=False if args.no_progress else None, source=args.scenario, ray_address=args.ray_address)
     run_dir = run.execute()
