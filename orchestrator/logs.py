@@ -11,11 +11,13 @@ the run's own modules log at DEBUG into the file.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -47,12 +49,33 @@ def register_secret(value: str | None) -> None:
                 _secrets.add(value[2:])
 
 
+def register_scenario_secrets(scenario: Any) -> None:
+    """The secrets a scenario leads to: credentials in its RPC URLs, the funder's key and the broker
+    user's password from the environment variables it names."""
+    urls = scenario.chain.rpc_url
+    for url in [urls] if isinstance(urls, str) else urls or []:
+        try:
+            parts = urlsplit(url)
+            password, username, query = parts.password, parts.username, parts.query
+        except ValueError:
+            continue
+        register_secret(password)
+        if username and password:
+            register_secret(f"{username}:{password}")
+        register_secret(query)
+    if scenario.chain.funder_key_env:
+        register_secret(os.environ.get(scenario.chain.funder_key_env))
+    telemetry = getattr(scenario, "telemetry", None)
+    if telemetry is not None and getattr(telemetry, "password_env", None):
+        register_secret(os.environ.get(telemetry.password_env))
+
+
 def redact_text(text: str) -> str:
     """`text` without URL credentials and registered secrets. (32-byte hex strings are left: on the
     console they are transaction hashes; log fields holding keys are dropped by `scrub_secrets`.)"""
     if not text:
         return text
-    text = _URL_WITH_CREDENTIALS.sub(lambda m: redact_url(m.group(0)), text)
+    text = _URL_WITH_CREDENTIALS.sub(_redact_url_match, text)
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "[redacted]")
@@ -60,6 +83,13 @@ def redact_text(text: str) -> str:
         if low != secret and low in text:
             text = text.replace(low, "[redacted]")
     return text
+
+
+def _redact_url_match(m: re.Match[str]) -> str:
+    try:
+        return redact_url(m.group(0))
+    except ValueError:  # not a parseable URL after all (e.g. "[" in what follows): drop the user part
+        return re.sub(r"//[^\s/@'\"]+@", "//", m.group(0))
 
 
 def set_console_tracebacks(on: bool) -> None:

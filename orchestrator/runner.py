@@ -175,6 +175,7 @@ class Run(RecoveryMixin):
         if (sc.evaluation.baseline == "counterfactual" and not self.honest_only
                 and any(g.policy != "honest" for g in sc.agents)):
             self._run_baseline()
+        logs.register_scenario_secrets(sc)  # error texts from shards and nodes are redacted against these
         logs.configure(self.run_dir / "run.log.jsonl", console=True)
         previous = signal.getsignal(signal.SIGINT)
         try:
@@ -242,7 +243,7 @@ class Run(RecoveryMixin):
             self.state.error = "cancelled"
         except Exception as e:
             self.state.status = "failed"
-            self.state.error = f"{type(e).__name__}: {e}"
+            self.state.error = logs.redact_text(f"{type(e).__name__}: {e}")
             log.exception("run failed")
         finally:
             self.state.driver_cpu_s = time.process_time() - cpu0
@@ -820,7 +821,7 @@ class Run(RecoveryMixin):
             self.state.dropped += r.dropped
             for e in r.errors:
                 if len(self.state.tick_errors) < 100:
-                    self.state.tick_errors.append(f"block {r.block} shard {r.shard_id}: {e}")
+                    self.state.tick_errors.append(logs.redact_text(f"block {r.block} shard {r.shard_id}: {e}"))
                 log.warning("shard error", block=r.block, shard=r.shard_id, error=e)
 
     def _accuracy(self) -> float | None:
@@ -856,7 +857,7 @@ class Run(RecoveryMixin):
             self.contributions = await self._contributions(last)
         except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
             log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
-            self.state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
+            self.state.tick_errors.append(logs.redact_text(f"ledger collection: {type(e).__name__}: {e}"))
 
     def _check_reconciliation(self) -> None:
         """A balance the ledger cannot explain means the books are wrong (or someone else moved

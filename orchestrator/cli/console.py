@@ -4,12 +4,10 @@ password in an RPC URL or a key from the environment never reaches the terminal.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from .. import logs
 
@@ -28,17 +26,26 @@ class RedactingStream:
         cut = max(self._pending.rfind("\n"), self._pending.rfind("\r"))
         if cut >= 0:
             ready, self._pending = self._pending[: cut + 1], self._pending[cut + 1:]
-            self._inner.write(logs.redact_text(ready))
+            self._inner.write(_redacted(ready))
         return len(text)
 
     def flush(self) -> None:
         if self._pending:
-            self._inner.write(logs.redact_text(self._pending))
+            self._inner.write(_redacted(self._pending))
             self._pending = ""
         self._inner.flush()
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
         return getattr(self._inner, name)
+
+
+def _redacted(text: str) -> str:
+    # A console write must never raise (Ray prints from its own threads); if redaction itself fails,
+    # nothing of the line is shown rather than risk showing a secret.
+    try:
+        return logs.redact_text(text)
+    except Exception:  # noqa: BLE001
+        return "[a line could not be redacted and is not shown]\n"
 
 
 @contextmanager
@@ -54,20 +61,3 @@ def redacted_console() -> Iterator[None]:
             except (OSError, ValueError):
                 pass
         sys.stdout, sys.stderr = out, err
-
-
-def register_scenario_secrets(scenario: Any) -> None:
-    """The secrets a scenario leads to: credentials in its RPC URLs, the funder's key and the broker
-    user's password from the environment variables it names."""
-    urls = scenario.chain.rpc_url
-    for url in [urls] if isinstance(urls, str) else urls or []:
-        parts = urlsplit(url)
-        logs.register_secret(parts.password)
-        if parts.username and parts.password:
-            logs.register_secret(f"{parts.username}:{parts.password}")
-        logs.register_secret(parts.query)
-    if scenario.chain.funder_key_env:
-        logs.register_secret(os.environ.get(scenario.chain.funder_key_env))
-    telemetry = getattr(scenario, "telemetry", None)
-    if telemetry is not None and getattr(telemetry, "password_env", None):
-        logs.register_secret(os.environ.get(telemetry.password_env))

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import logs
 from ..scenario import Scenario, load_scenario
 from .args import run_id_arg, seed_arg
-from .console import register_scenario_secrets
 
 
 def load_checked(path: str, *, seed: int | None = None, results_root: str | None = None) -> Scenario:
@@ -20,7 +20,7 @@ def load_checked(path: str, *, seed: int | None = None, results_root: str | None
     scenario = load_scenario(path)
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
-    register_scenario_secrets(scenario)
+    logs.register_scenario_secrets(scenario)
     precheck(scenario, path, results_root=results_root)
     return scenario
 
