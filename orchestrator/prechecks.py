@@ -34,12 +34,20 @@ def precheck(scenario: Scenario, source: str, *, results_root: str | None = None
 
 def check_policies(scenario: Scenario) -> list[tuple[Loc, str]]:
     """Each group's policy resolves; a plugin that fails to import is named with its error, in one line."""
+    from agents.policies import base
     from agents.policies.base import PolicyError, resolve_policy
 
+    # The policies' parameter check (agents/policies/base.py `params_problems(cls, params)` -> [(dotted
+    # key, message)]), where the installed agents package has one.
+    params_problems = getattr(base, "params_problems", None)
     out: list[tuple[Loc, str]] = []
     for i, group in enumerate(scenario.agents):
         try:
-            resolve_policy(group.policy)
+            cls = resolve_policy(group.policy)
+            if callable(params_problems):
+                for key, message in params_problems(cls, dict(group.params)):
+                    where: Loc = ("agents", i, "params", *(k for k in str(key).split(".") if k))
+                    out.append((where, _one_line(message)))
         except PolicyError as e:
             out.append((("agents", i, "policy"), _one_line(str(e))))
         except SyntaxError as e:
