@@ -66,11 +66,20 @@ def check_dataset(scenario: Scenario) -> list[tuple[Loc, str]]:
     cfg = scenario.dataset
     if cfg.path is None:
         return []
+    # Each step's error lands on the field that would fix it: the file, the model type, the fractions.
     try:
-        ds = for_model(load_dataset(cfg, scenario.seed), scenario.model.type)
-        split(ds, cfg, scenario.seed)
+        ds = load_dataset(cfg, scenario.seed)
     except DatasetError as e:
         return [(("dataset", "path"), _one_line(str(e)))]
+    try:
+        ds = for_model(ds, scenario.model.type)
+    except DatasetError as e:
+        return [(("model", "type"), _one_line(str(e)))]
+    try:
+        split(ds, cfg, scenario.seed)
+    except DatasetError as e:
+        field = "init_train_fraction" if "init_train_fraction" in str(e) else "path"
+        return [(("dataset", field), _one_line(str(e)))]
     short = agents_shortfall(scenario, len(ds), f"the file {cfg.path}")
     return [] if short is None else [short]
 
