@@ -32,7 +32,7 @@ NOISY_LOGGERS = ("matplotlib", "PIL", "fontTools", "asyncio", "aiohttp", "urllib
                  "websockets", "web3", "paho", "aiomqtt", "amqtt", "transitions", "numba", "kaleido",
                  "choreographer", "charset_normalizer", "parso", "h5py", "git")
 # Packages of this project: their DEBUG lines go to the file.
-OWN_LOGGERS = ("orchestrator", "agents", "contracts", "__main__")
+OWN_LOGGERS = ("dcai", "orchestrator", "agents", "contracts", "__main__")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

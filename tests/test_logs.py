@@ -35,6 +35,7 @@ def test_every_line_has_level_and_time_and_no_font_noise(tmp_path: Path, restore
     log_file = tmp_path / "run.log.jsonl"
     logs.configure(log_file, console=True)
     structlog.get_logger("orchestrator.test").debug("own debug line", block=3)
+    structlog.get_logger("dcai.run").debug("run debug line")  # the run's own logger names
     logging.getLogger("orchestrator.other").info("stdlib line of this project")
     logging.getLogger("some_library").warning("a library's warning")
     # Real matplotlib: drawing text makes the font manager log its font lookups at DEBUG.
@@ -54,7 +55,7 @@ def test_every_line_has_level_and_time_and_no_font_noise(tmp_path: Path, restore
     logs.close()
 
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert {r["event"] for r in records} >= {"own debug line", "stdlib line of this project", "a library's warning",
+    assert {r["event"] for r in records} >= {"own debug line", "run debug line", "stdlib line of this project", "a library's warning",
                                              "step failed"}
     for r in records:
         assert r["level"] in ("debug", "info", "warning", "error", "critical"), r
