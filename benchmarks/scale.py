@@ -120,7 +120,7 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
     """Fund through the run's own code (`World._fund`), on a bare World holding just what it reads; the
     Transactor is wrapped to time signing apart from sending and waiting for receipts."""
     from orchestrator.run.world import World
-    from orchestrator.scenario import AgentGroup, Scenario, ScheduleConfig
+    from orchestrator.scenario import AgentGroup, DatasetConfig, Scenario, ScheduleConfig
 
     sign_s = 0.0
     sign_calls = 0
@@ -138,8 +138,9 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
     requests0 = client.requests
     world = World.__new__(World)
     world.client = client
+    # Enough samples for every agent to hold its own (validation refuses agents that would share them).
     world.scenario = Scenario(name="scale", agents=[AgentGroup(policy="honest", count=len(specs), funding=FUNDING)],
-                              schedule=ScheduleConfig(duration=10))
+                              dataset=DatasetConfig(samples=2 * len(specs)), schedule=ScheduleConfig(duration=10))
     world.funding = {}
     # addresses come back shard by shard: the specs in the same order
     ordered = [s for i in range(n_shards) for s in specs[i::n_shards]]

@@ -38,7 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.policies.base import ATTACKER, HONEST
 
-from .scenario import Scenario, ScenarioError, ScenarioIssue, _pydantic_issue, compose_yaml
+from .scenario import Scenario, ScenarioError, ScenarioIssue
+from .scenario_locate import pydantic_issue
+from .yaml_loader import compose_yaml, read_yaml_file
 from .sweep import SweepPlan, load_sweep, parse_path
 
 TargetKind = Literal["accuracy_drop_pts", "honest_loss_ether", "deposits_taken_ether"]
@@ -157,13 +159,7 @@ def load_search(path: str | Path) -> SearchPlan:
     """Read and check a search file and the sweep it names; errors name file, line and field."""
     shown = str(path)
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(shown, [ScenarioIssue("", None, None,
-                                                  f"file not found (looked for {p.absolute()})")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError(shown, [ScenarioIssue("", None, None, f"cannot read the file: {e}")]) from None
+    text = read_yaml_file(p, "attack-search file")
     root, data = compose_yaml(text, shown)
     if not isinstance(data, dict) or root is None:
         raise ScenarioError(shown, [ScenarioIssue("", 1, 1, "an attack-search file is a mapping "
@@ -171,7 +167,7 @@ def load_search(path: str | Path) -> SearchPlan:
     try:
         cfg = SearchFile.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(shown, [_pydantic_issue(err, root, data) for err in exc.errors()]) from None
+        raise ScenarioError(shown, [pydantic_issue(err, root, data, SearchFile) for err in exc.errors()]) from None
     sweep = load_sweep(p.parent / cfg.sweep)
     issues = []
     for path in cfg.search:

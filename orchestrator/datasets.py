@@ -209,10 +209,15 @@ def from_csv(path: str, label_column: int | str, positive: str | None, multiclas
     import math
 
     p = _existing(path)
-    with open(p, newline="") as fh:
-        reader = csv.reader(fh)
-        # (line number, fields); blank lines are skipped, so numbers are the file's own
-        rows = [(reader.line_num, row) for row in reader if row]
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            # (line number, fields); blank lines are skipped, so numbers are the file's own
+            rows = [(reader.line_num, row) for row in reader if row]
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    except csv.Error as e:
+        raise DatasetError(f"{path}: not a valid csv file: {e}") from None
     if not rows:
         raise DatasetError(f"{path}: empty file: expected a header row and at least two data rows")
     if len(rows) < 3:
@@ -295,10 +300,10 @@ def _check_libsvm(p: Path, path: str) -> None:
 
 
 def from_libsvm(path: str, positive: str | None, multiclass: bool = False) -> Dataset:
+    p = _existing(path)
+    _check_libsvm(p, path)  # before importing scikit-learn (seconds): a malformed file is refused at once
     from sklearn.datasets import load_svmlight_file
 
-    p = _existing(path)
-    _check_libsvm(p, path)
     try:
         x, y = load_svmlight_file(str(p), zero_based=False)
     except ValueError as e:
@@ -312,9 +317,22 @@ def from_libsvm(path: str, positive: str | None, multiclass: bool = False) -> Da
 
 
 def _existing(path: str) -> Path:
+    """The dataset file, refused with one precise message when it cannot be a readable text file."""
+    import os
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DatasetError(f"dataset file {path!r} not found (looked in {p.resolve().parent})")
+    if p.is_dir():
+        raise DatasetError(f"{path}: is a directory; dataset.path names a csv or libsvm file")
+    if not p.is_file():
+        raise DatasetError(f"{path}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise DatasetError(f"{path}: cannot read the file: permission denied")
+    with open(p, "rb") as fh:
+        head = fh.read(8192)
+    if b"\0" in head:
+        raise DatasetError(f"{path}: a binary file, not csv or libsvm text")
     return p
 
 

@@ -1,44 +1,59 @@
-"""Scenario files: the schema (pydantic models) and a YAML loader whose errors
-point at the offending line.
+"""Scenario files: the schema (pydantic models) and their loader.
 
 A scenario is written by hand, so every mistake should be reported once, in
-terms of the file: `scenarios/x.yaml:12:5: agents[0].count: ...`. To get
-there the loader composes the YAML into nodes (which remember their line and
-column), indexes those nodes by key path, and maps each pydantic error
-location back onto that index.
+terms of the file: `scenarios/x.yaml:12:5: agents[0].count: ...`. The YAML is
+read by `orchestrator.yaml_loader` (nodes that remember their line, with size,
+depth and alias limits), and `orchestrator.scenario_locate` maps each pydantic
+error back onto those nodes. Checks that look outside the file (dataset files,
+the output folder, policies) are in `orchestrator.prechecks`.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from yaml.error import Mark, MarkedYAMLError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from contracts.rpc import redact_url
+from orchestrator.issues import ScenarioError, ScenarioIssue, file_error, quote
+from orchestrator.scenario_locate import field_error, pydantic_issue
+from orchestrator.scenario_types import (
+    BUNDLED_SAMPLES,
+    MAX_CHAIN_ID,
+    MAX_SEED,
+    Blocks,
+    DurationS,
+    Gas,
+    Rate,
+    StrictModel,
+    Wei,
+    agent_rows,
+    ENV_NAME_PATTERN as _ENV_NAME_PATTERN,
+    HEX_KEY_PATTERN as _HEX_KEY_PATTERN,
+    NAME_PATTERN as _NAME_PATTERN,
+    POLICY_PATTERN as _POLICY_PATTERN,
+    check_name,
+)
 from orchestrator import chaos as chaos_registry
 from orchestrator import mechanisms as mechanism_registry
 from orchestrator.chaos import ChaosEvent
 from orchestrator.mechanisms import IncentiveConfig
-from orchestrator.schema_types import Blocks, DurationS, Gas, Rate, Strict, Wei
 from orchestrator.nodes import NodeError, managed_kinds, node_kind
 from orchestrator.nodes.fit import misfits
 from orchestrator.telemetry_config import TelemetryConfig
 from orchestrator.units import ETHER, GWEI
+from orchestrator.yaml_loader import NULL_TAG, Loc, compose_yaml, position, read_yaml_file
 
 __all__ = [
     "AgentGroup",
@@ -54,33 +69,15 @@ __all__ = [
     "ScheduleConfig",
     "load_scenario",
     "load_scenario_text",
+    "StrictModel",
+    "check_name",
+    "compose_yaml",
     "scenario_json_schema",
 ]
 
 
-# --------------------------------------------------------------------------
-# Unit-aware field types and the strict base: orchestrator/schema_types.py (shared with the
-# chaos and mechanism registries, whose classes this schema assembles)
-
-_Strict = Strict
-
-
-# Names end up in result folder and file names, hence the conservative set.
-_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_POLICY_PATTERN = re.compile(rf"{_IDENT}|{_IDENT}(?:\.{_IDENT})*:{_IDENT}")
-_ENV_NAME_PATTERN = re.compile(_IDENT)
-_HEX_KEY_PATTERN = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
-
-
-def _check_name(value: str, what: str) -> str:
-    if not re.fullmatch(_NAME_PATTERN, value):
-        raise ValueError(
-            f"{what} {value!r} must be 1-64 characters from letters, digits, '_', '.', '-'"
-        )
-    if set(value) == {"."}:
-        raise ValueError(f"{what} {value!r} is not usable as a folder name")
-    return value
+_Strict = StrictModel  # the name the sections of this file use
+_check_name = check_name
 
 
 # --------------------------------------------------------------------------
@@ -102,7 +99,8 @@ class ChainConfig(_Strict):
     base_fee: Wei = Field(1 * GWEI, description="the node's initial base fee")
     accounts: int = Field(10, ge=1, le=1000, description="number of funded dev accounts")
     balance: Wei = Field(1_000_000 * ETHER, description="balance of each dev account")
-    chain_id: int = Field(31337, ge=1)
+    chain_id: int = Field(31337, ge=1, le=MAX_CHAIN_ID, description="managed node's chain id (EIP-155; at most "
+                          "2**63 - 37, EIP-2294)")
     order: Literal["fees", "fifo"] = Field("fees", description="transaction ordering in blocks")
     funder_key_env: str | None = Field(
         None,
@@ -121,6 +119,7 @@ class ChainConfig(_Strict):
         "anvil", description="the kind of node the run starts when rpc_url is not set: 'anvil' or 'hardhat' "
         "(or an installed plugin's, entry point group dcai.nodes); docs/architecture.md#node-kinds")
 
+
     @field_validator("rpc_url")
     @classmethod
     def _rpc_url_scheme(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -128,7 +127,8 @@ class ChainConfig(_Strict):
             raise ValueError("rpc_url: the list of endpoints is empty")
         for url in [value] if isinstance(value, str) else value or []:
             if not re.match(r"(?i)(https?|wss?)://.", url):
-                raise ValueError(f"rpc_url {url!r} must be an http(s):// or ws(s):// URL")
+                # Redacted: a mistyped URL may still carry a password.
+                raise ValueError(f"rpc_url {quote(redact_url(url))} must be an http(s):// or ws(s):// URL")
         return value
 
     @field_validator("node")
@@ -269,8 +269,8 @@ class DatasetConfig(_Strict):
     multiclass: bool = Field(False, description="keep every label value as its own class (digits: 10 classes "
                              "0-9; csv / libsvm: one class per distinct value) instead of two; needs a "
                              "multi-class model (naive_bayes, dense_nearest_centroid, sparse_nearest_centroid)")
-    samples: int = Field(2000, ge=20)
-    features: int = Field(1000, ge=2, description="vocabulary size (synthetic_sparse)")
+    samples: int = Field(2000, ge=20, le=10_000_000, description="synthetic_sparse: samples generated")
+    features: int = Field(1000, ge=2, le=10_000_000, description="vocabulary size (synthetic_sparse)")
     avg_length: int = Field(
         20, ge=1, description="average number of present features per sample (synthetic_sparse)"
     )
@@ -283,7 +283,18 @@ class DatasetConfig(_Strict):
     @model_validator(mode="after")
     def _file_needs_a_path(self) -> DatasetConfig:
         if self.name in ("csv", "libsvm") and not self.path:
-            raise ValueError(f"dataset {self.name!r} needs 'path': the file to read")
+            raise field_error(("name",), f"dataset {self.name!r} needs 'path': the file to read")
+        if self.path is not None and self.name not in ("csv", "libsvm"):
+            raise field_error(("path",), f"path is read for the csv and libsvm datasets only, not {self.name!r}; "
+                              "set name: csv or libsvm, or remove path")
+        return self
+
+    @model_validator(mode="after")
+    def _length_fits_vocabulary(self) -> DatasetConfig:
+        if self.name == "synthetic_sparse" and self.avg_length > self.features // 2:
+            raise field_error(("avg_length",), f"avg_length {self.avg_length} exceeds half the vocabulary "
+                              f"(features {self.features}): samples are cut to {self.features // 2} features; "
+                              "lower avg_length or raise features")
         return self
 
     @field_validator("multiclass")
@@ -301,7 +312,8 @@ class DatasetConfig(_Strict):
     def _agents_get_the_rest(self) -> DatasetConfig:
         total = self.init_train_fraction + self.test_fraction
         if total >= 1:
-            raise ValueError(
+            blamed = "test_fraction" if "test_fraction" in self.model_fields_set else "init_train_fraction"
+            raise field_error((blamed,), 
                 f"init_train_fraction + test_fraction must be below 1 so that samples are "
                 f"left for the agents (got {self.init_train_fraction} + {self.test_fraction}"
                 f" = {total:g})"
@@ -347,6 +359,7 @@ class AgentGroup(_Strict):
     name: str | None = Field(
         None, description="label in the results; defaults to the policy (or class) name"
     )
+
     role: str | None = Field(
         None, description="what the group is there for (honest, attacker, opportunist, or your own word); "
         "defaults to the role its policy declares. Results use roles: the honest-only baseline keeps "
@@ -371,7 +384,7 @@ class AgentGroup(_Strict):
         # policy registry's business, at run time.
         if not _POLICY_PATTERN.fullmatch(value):
             raise ValueError(
-                f"policy {value!r} must be a registered name like 'honest' or an import "
+                f"policy {quote(value)} must be a registered name like 'honest' or an import "
                 "path like 'my_pkg.bots:GreedyBot'"
             )
         return value
@@ -419,6 +432,7 @@ class ScheduleConfig(_Strict):
         "(ended_because says so)")
 
 
+
 class EvaluationConfig(_Strict):
     every: Blocks = Field(10, ge=1, description="evaluate the model every this many blocks")
     test_size: int | None = Field(
@@ -436,7 +450,17 @@ class EvaluationConfig(_Strict):
 
 
 class OutputsConfig(_Strict):
-    dir: str = Field("results", min_length=1)
+    dir: str = Field("results", min_length=1, description="results root; each run writes a folder in it")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_syntax(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("outputs.dir is blank; name a folder (default: results)")
+        if "\0" in value:
+            raise ValueError("outputs.dir contains a NUL character")
+        return value
+
     progress: bool = True
     bundle: bool = Field(False, description="write a replay bundle (bundle/: the node's initial state and every "
                                             "signed transaction) that `dcai replay` re-executes; managed anvil only")
@@ -445,7 +469,7 @@ class OutputsConfig(_Strict):
 class Scenario(_Strict):
     name: str = Field(json_schema_extra={"pattern": _NAME_PATTERN})
     description: str = ""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds every random choice of the run (0 .. 2**32 - 1)")
     chain: ChainConfig = Field(default_factory=ChainConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -476,24 +500,51 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _bundle_needs_anvil(self) -> Scenario:
         if self.outputs.bundle and self.chain.rpc_url:
-            raise ValueError("outputs.bundle: replay bundles are not supported on an external node (chain.rpc_url): "
-                             "its initial state cannot be dumped and reloaded; use a node the run starts (anvil)")
+            raise field_error(("outputs", "bundle"), "replay bundles are not supported on an external node "
+                              "(chain.rpc_url): its initial state cannot be dumped and reloaded; use a node the run "
+                              "starts (anvil)")
         return self
 
     @model_validator(mode="after")
     def _model_takes_the_labels(self) -> Scenario:
         if self.dataset.multiclass and self.model.binary_only:
-            raise ValueError(
-                f"dataset.multiclass: model.type {self.model.type!r} takes two classes only; use naive_bayes, "
-                "dense_nearest_centroid or sparse_nearest_centroid, or drop multiclass")
+            blamed = ("model", "type") if "type" in self.model.model_fields_set else ("dataset", "multiclass")
+            raise field_error(blamed, f"model.type {self.model.type!r} takes two classes only, and dataset.multiclass "
+                              "keeps them all; use naive_bayes, dense_nearest_centroid or sparse_nearest_centroid, or "
+                              "drop multiclass")
         allowed = mechanism_registry.mechanisms()[self.incentive.type].models
         if allowed is not None and self.model.type not in allowed:
             if self.incentive.type == "prediction_market":
-                raise ValueError(
-                    f"model.type: the prediction market replays a sparse_perceptron only (its contract reads the "
+                raise field_error(
+                    ("model", "type"),
+                    f"the prediction market replays a sparse_perceptron only (its contract reads the "
                     f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
-            raise ValueError(f"model.type: incentive {self.incentive.type!r} supports model types "
-                             f"{', '.join(allowed)} only, not {self.model.type!r}")
+            raise field_error(("model", "type"), f"incentive {self.incentive.type!r} supports model types "
+                              f"{', '.join(allowed)} only, not {self.model.type!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _events_inside_the_schedule(self) -> Scenario:
+        # Generic over event kinds: every event and phase has `at`, a block offset from the start.
+        duration = self.schedule.duration
+        for section in ("chaos", "phases"):
+            for i, item in enumerate(getattr(self.schedule, section)):
+                at = getattr(item, "at", None)
+                if isinstance(at, int) and at >= duration:
+                    raise field_error(("schedule", section, i, "at"), f"block {at} is not inside the schedule "
+                                      f"(duration {duration} blocks: offsets 0 .. {duration - 1}); it would never "
+                                      "happen")
+        return self
+
+    @model_validator(mode="after")
+    def _enough_samples_for_the_agents(self) -> Scenario:
+        ds = self.dataset
+        n = ds.samples if ds.name == "synthetic_sparse" else BUNDLED_SAMPLES.get(ds.name)
+        if n is None:
+            return self  # a user's file: counted by orchestrator.prechecks
+        short = agents_shortfall(self, n, "dataset.samples" if ds.name == "synthetic_sparse" else f"the {ds.name} set")
+        if short is not None:
+            raise field_error(*short)
         return self
 
     @field_validator("name")
@@ -514,6 +565,22 @@ class Scenario(_Strict):
                 )
             first_seen[group.name] = i
         return groups
+
+
+def agents_shortfall(scenario: Scenario, n: int, what: str) -> tuple[tuple[str | int, ...], str] | None:
+    """More agents than samples left for them (agents would share the same samples): the location of
+    the count of the group that passes the number, and the message; None when they fit."""
+    ds = scenario.dataset
+    rows = agent_rows(n, ds.init_train_fraction, ds.test_fraction)
+    total = 0
+    for i, group in enumerate(scenario.agents):
+        total += group.count
+        if total > rows:
+            return ("agents", i, "count"), (
+                f"{sum(g.count for g in scenario.agents)} agents in all, but {what} leaves {max(rows, 0)} samples "
+                f"for agents ({n} samples, less test_fraction and init_train_fraction); lower the counts or use "
+                "more samples")
+    return None
 
 
 def _rebuild_unions() -> None:
@@ -557,265 +624,13 @@ def _strip_union_tags(loc: Loc, data: Any) -> Loc:
     return tuple(out)
 
 
-def scenario_json_schema() -> dict[str, Any]:
-    """JSON schema of a scenario file (for editors and documentation)."""
-    return Scenario.model_json_schema()
-
-
-# --------------------------------------------------------------------------
-# Errors
-
-
-@dataclass(frozen=True)
-class ScenarioIssue:
-    """One problem in a scenario file. line and column are 1-based."""
-
-    location: str  # e.g. "agents[1].rate"; "" for the file as a whole
-    line: int | None
-    column: int | None
-    message: str
-
-    def format(self, path: str) -> str:
-        where = path
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        if self.location:
-            return f"{where}: {self.location}: {self.message}"
-        return f"{where}: {self.message}"
-
-
-class ScenarioError(Exception):
-    """A scenario file could not be loaded; `issues` lists every problem found."""
-
-    def __init__(self, path: str, issues: list[ScenarioIssue]) -> None:
-        # Passing both to Exception keeps the error picklable (it may cross
-        # process boundaries).
-        super().__init__(path, issues)
-        self.path = path
-        self.issues = sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
-
-    def __str__(self) -> str:
-        return "\n".join(issue.format(self.path) for issue in self.issues)
-
-
-# --------------------------------------------------------------------------
-# Loader
-
-Loc = tuple[str | int, ...]
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_NULL_TAG = "tag:yaml.org,2002:null"
-_REQUIRED_KEYS = ", ".join(
-    name for name, field in Scenario.model_fields.items() if field.is_required()
-)
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """Load and validate a scenario file; raises ScenarioError on any problem."""
-    shown = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _error(shown, f"file not found (looked for {Path(path).absolute()})") from None
-    except IsADirectoryError:
-        raise _error(shown, "is a directory, not a scenario file") from None
-    except UnicodeDecodeError as exc:
-        raise _error(shown, f"not UTF-8 text (bad byte at offset {exc.start})") from None
-    except OSError as exc:
-        raise _error(shown, f"cannot read file: {exc.strerror or exc}") from None
-    return load_scenario_text(text, source=shown)
-
-
-def compose_yaml(text: str, source: str) -> tuple[Node | None, Any]:
-    """The YAML document's root node (kept for line numbers) and its data. Syntax errors and repeated
-    keys raise ScenarioError naming `source`, line and column; an empty document gives (None, None)."""
-    try:
-        # The reader checks for unprintable characters right away.
-        loader = yaml.SafeLoader(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-        if root is None:
-            return None, None
-        # PyYAML lets a repeated key silently overwrite the first one, so
-        # this has to look at the nodes before they become a dict.
-        duplicates = _duplicate_keys(root)
-        if duplicates:
-            raise ScenarioError(source, duplicates)
-        try:
-            return root, loader.construct_document(root)
-        except yaml.YAMLError as exc:
-            raise ScenarioError(source, [_yaml_issue(exc, text)]) from None
-    finally:
-        loader.dispose()
-
-
-def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
-    """Validate a scenario given as YAML text; `source` names it in errors."""
-    root, data = compose_yaml(text, source)
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL_TAG):
-        message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
-        raise _error(source, message)
-    if not isinstance(root, MappingNode):
-        kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
-        line, column = _position(root.start_mark)
-        message = (
-            f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
-        )
-        raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
-
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        # Constructing expanded `<<` merge keys inside the nodes, so merged-in
-        # keys can be located too.
-        issues = [_pydantic_issue(err, root, data) for err in exc.errors()]
-        # `from None`: the chained pydantic error would repeat raw inputs,
-        # which may include values the messages deliberately leave out.
-        raise ScenarioError(source, issues) from None
-
-
-def _error(source: str, message: str) -> ScenarioError:
-    return ScenarioError(source, [ScenarioIssue("", None, None, message)])
-
-
-def _position(mark: Mark | None) -> tuple[int | None, int | None]:
-    if mark is None:
-        return None, None
-    return mark.line + 1, mark.column + 1
-
-
-def _yaml_issue(exc: yaml.YAMLError, text: str) -> ScenarioIssue:
-    if isinstance(exc, MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.problem and exc.context:
-            context = exc.context
-            if exc.context_mark is not None:
-                context += f" on line {exc.context_mark.line + 1}"
-            # PyYAML splits some sentences as context="expected X",
-            # problem="but found Y"; keep those in reading order.
-            if exc.problem.startswith("but "):
-                problem = f"{context}, {exc.problem}"
-            else:
-                problem = f"{exc.problem} ({context})"
-        line, column = _position(mark)
-        return ScenarioIssue("", line, column, f"YAML syntax error: {problem}")
-    if isinstance(exc, yaml.reader.ReaderError):
-        # Reader errors (e.g. control characters) carry an offset, not a mark.
-        before = text[: exc.position]
-        line = before.count("\n") + 1
-        column = exc.position - (before.rfind("\n") + 1) + 1
-        return ScenarioIssue("", line, column, f"YAML syntax error: {exc.reason}")
-    return ScenarioIssue("", None, None, "YAML syntax error: " + " ".join(str(exc).split()))
-
-
-def _format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{part!r}]"
-    return out
-
-
-def _key_of(node: Node) -> str | None:
-    # Only scalar keys can name a field; complex keys are left to pydantic.
-    return node.value if isinstance(node, ScalarNode) else None
-
-
-def _duplicate_keys(
-    node: Node, loc: Loc = (), active: frozenset[int] = frozenset()
-) -> list[ScenarioIssue]:
-    # `active` guards against aliases that make the node graph recursive.
-    if id(node) in active:
-        return []
-    active = active | {id(node)}
-    issues: list[ScenarioIssue] = []
-    if isinstance(node, MappingNode):
-        first: dict[tuple[str, str], Mark] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue  # merged mappings are anchored, and checked, elsewhere
-            key = _key_of(key_node)
-            if key is None:
-                continue
-            child = loc + (key,)
-            # The tag is part of the identity: `1:` and `"1":` differ.
-            ident = (key_node.tag, key)
-            if ident in first:
-                line, column = _position(key_node.start_mark)
-                message = (
-                    f"duplicate key {key!r} (first defined on line {first[ident].line + 1}, "
-                    f"again on line {line})"
-                )
-                issues.append(ScenarioIssue(_format_loc(child), line, column, message))
-            else:
-                first[ident] = key_node.start_mark
-            issues += _duplicate_keys(value_node, child, active)
-    elif isinstance(node, SequenceNode):
-        for i, item in enumerate(node.value):
-            issues += _duplicate_keys(item, loc + (i,), active)
-    # An alias used twice would report the same duplicate twice.
-    return list(dict.fromkeys(issues))
-
-
-def _locate(root: Node, loc: Loc) -> tuple[int, Mark, Node]:
-    """Follow `loc` through the node tree as far as the file has it.
-
-    Returns how many parts of `loc` were found, the mark to report (the key
-    of the last mapping entry found, or the node itself for list items and
-    the root) and the node found.
-    """
-    node, mark, depth = root, root.start_mark, 0
-    for part in loc:
-        if isinstance(node, MappingNode):
-            # Keys compare as text so that pydantic's `1` finds a YAML `1:`;
-            # the last match wins, as it does in the constructed dict.
-            matches = [(k, v) for k, v in node.value if _key_of(k) == str(part)]
-            if not matches:
-                break
-            key_node, node = matches[-1]
-            mark = key_node.start_mark
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            mark = node.start_mark
-        else:
-            break
-        depth += 1
-    return depth, mark, node
-
-
-_MISSING = object()
-
-
 def _value_at(data: Any, loc: Loc) -> Any:
     for part in loc:
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
-            return _MISSING
-    return data
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Scenario
-    for part in loc:
-        if isinstance(part, int):
-            continue  # list index: same model as the list's items
-        if model is None or part not in model.model_fields:
             return None
-        model = _model_in(model.model_fields[part].annotation)
-    return model
+    return data
 
 
 def _union_member_at(loc: Loc, data: Any) -> type[BaseModel] | None:
@@ -831,70 +646,55 @@ def _union_member_at(loc: Loc, data: Any) -> type[BaseModel] | None:
     return members().get(tag) if isinstance(tag, str) else None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if get_origin(annotation) is None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return annotation
-        return None
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+def scenario_issue(err: Any, root: Any, data: Any) -> ScenarioIssue:
+    """One pydantic error of a scenario as an issue at its line (union members' tags taken out)."""
+    return pydantic_issue(err, root, data, Scenario, strip_loc=_strip_union_tags, member_at=_union_member_at)
 
 
-def _short_repr(value: Any) -> str | None:
-    if value is None or isinstance(value, (bool, int, float, str)) or value in ([], {}):
-        text = repr(value)
-        if len(text) <= 40:
-            return text
-    return None
+def error_loc(err: Any, data: Any) -> Loc:
+    """Where in the scenario a pydantic error points, as the file spells it."""
+    loc = _strip_union_tags(tuple(err["loc"]), data)
+    if err.get("type") == "located":  # orchestrator.scenario_locate.field_error
+        loc = loc + tuple(err["ctx"]["at"])
+    return loc
 
 
-def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
-    loc: Loc = _strip_union_tags(tuple(err["loc"]), data)
-    kind: str = err["type"]
-    bad_key = kind == "invalid_key" or loc[-1:] == ("[key]",)
-    if loc[-1:] == ("[key]",):
-        loc = loc[:-1]
-
-    # Point at the deepest part of the path that exists in the file: the
-    # key itself, or for a missing key the mapping that should contain it.
-    depth, mark, node = _locate(root, loc)
-    value_error = kind != "extra_forbidden" and not bad_key
-    if value_error and depth == len(loc) and isinstance(node, ScalarNode):
-        mark = node.start_mark  # a bad value: point at the value, not its key
-    line, column = _position(mark)
-
-    if bad_key:
-        # Reported on the mapping, since `[1]` would read as a list index.
-        message = f"key {loc[-1]!r} must be text; put it in quotes"
-        return ScenarioIssue(_format_loc(loc[:-1]), line, column, message)
-    if kind == "missing":
-        message = "required key is missing"
-    elif kind == "extra_forbidden":
-        message = _unknown_key_message(loc, data)
-    elif kind == "value_error":
-        # Our validators already quote the value where that is safe to do.
-        message = err["msg"].removeprefix("Value error, ")
-    else:
-        message = err["msg"]
-        raw = _value_at(data, loc)
-        got = _short_repr(raw if raw is not _MISSING else err.get("input"))
-        # Never echo anything under a key-ish name: it may be a secret.
-        if got is not None and not any("key" in str(part) for part in loc):
-            message += f" (got {got})"
-    return ScenarioIssue(_format_loc(loc), line, column, message)
+def scenario_json_schema() -> dict[str, Any]:
+    """JSON schema of a scenario file (for editors and documentation)."""
+    return Scenario.model_json_schema()
 
 
-def _unknown_key_message(loc: Loc, data: Any = None) -> str:
-    key = str(loc[-1])
-    model = _union_member_at(loc[:-1], data) or _model_at(loc[:-1])
-    if model is None:
-        return f"unknown key {key!r}"
-    allowed = list(model.model_fields)
-    message = f"unknown key {key!r} (allowed: {', '.join(allowed)})"
-    close = difflib.get_close_matches(key, allowed, n=1)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    return message
+# --------------------------------------------------------------------------
+# Loader
+
+_REQUIRED_KEYS = ", ".join(
+    name for name, field in Scenario.model_fields.items() if field.is_required()
+)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file; raises ScenarioError on any problem."""
+    return load_scenario_text(read_yaml_file(path), source=str(path))
+
+
+def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
+    """Validate a scenario given as YAML text; `source` names it in errors."""
+    root, data = compose_yaml(text, source)
+    if root is None or (isinstance(root, ScalarNode) and root.tag == NULL_TAG):
+        message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
+        raise file_error(source, message)
+    if not isinstance(root, MappingNode):
+        kind = "a list" if isinstance(root, SequenceNode) else f"the value {quote(root.value)}"
+        line, column = position(root.start_mark)
+        message = (
+            f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
+        )
+        raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
+
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        issues = [scenario_issue(err, root, data) for err in exc.errors()]
+        # `from None`: the chained pydantic error would repeat raw inputs,
+        # which may include values the messages deliberately leave out.
+        raise ScenarioError(source, issues) from None

@@ -18,19 +18,15 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .scenario import (
-    Scenario,
-    ScenarioError,
-    ScenarioIssue,
-    compose_yaml,
-    _check_name,
-    _format_loc,
-    _locate,
-    _position,
-    _pydantic_issue,
-    _short_repr,
-    _Strict,
-)
+from .scenario import Scenario, ScenarioError, ScenarioIssue, StrictModel as _Strict, check_name as _check_name
+from .scenario import error_loc, scenario_issue
+from .scenario_locate import short_repr as _short_repr
+from .yaml_loader import compose_yaml, format_loc as _format_loc, locate as _locate, position as _position
+from .yaml_loader import read_yaml_file
+
+
+def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
+    return scenario_issue(err, root, data)
 
 # --------------------------------------------------------------------------------------------------
 # The sweep file
@@ -189,12 +185,10 @@ def _sweep_issue(err: Any, root: Node, data: Any, source: str) -> SweepIssue:
 
 def _read(path: Path, shown: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepError(shown, [SweepIssue("", None, None, f"file not found (looked for {path.absolute()})",
-                                            source=shown)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepError(shown, [SweepIssue("", None, None, f"cannot read the file: {exc}", source=shown)]) from None
+        return read_yaml_file(path, "sweep or scenario file")
+    except ScenarioError as e:
+        raise SweepError(shown, [SweepIssue(i.location, i.line, i.column, i.message, source=shown)
+                                 for i in e.issues]) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -501,8 +495,8 @@ def _blame(loc: tuple[Any, ...], applied: Sequence[Assignment]) -> Assignment | 
 def _cell_issue(err: Any, applied: Sequence[Assignment], base_root: Node, data: Any, shown: str,
                 base_shown: str | None) -> tuple[Any, ...]:
     scen = _pydantic_issue(err, base_root, data)  # the scenario-side message and location
-    loc = tuple(err["loc"])
-    a = _blame(loc, applied)
+    # A field the error names (a cross-field check may name one) first, else the section it was raised on.
+    a = _blame(error_loc(err, data), applied) or _blame(error_loc({**err, "type": ""}, data), applied)
     field_msg = f"{scen.location}: {scen.message}" if scen.location else scen.message
     if a is not None:
         return (shown, a.key_mark if err["type"] == "extra_forbidden" else a.value_mark, a.label, field_msg)

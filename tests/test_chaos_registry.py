@@ -12,7 +12,7 @@ import pytest
 from orchestrator.chaos import ChaosContext, ChaosEvent, chaos_events, register_chaos, unregister_chaos
 from orchestrator.run import Run
 from orchestrator.scenario import ScenarioError, load_scenario_text, scenario_json_schema
-from orchestrator.schema_types import Wei
+from orchestrator.scenario_types import Wei
 
 FEE = 77 * 10**9
 
@@ -61,7 +61,7 @@ def test_unregistered_event_is_refused_at_its_line():
     with pytest.raises(ScenarioError) as info:
         load_scenario_text(SCENARIO.format(extra=""), "plugin.yaml")
     issue = info.value.issues[0]
-    assert issue.location == "schedule.chaos[0]" and issue.line == 13, str(info.value)
+    assert issue.location == "schedule.chaos[0].event" and issue.line == 13, str(info.value)
     assert "next_base_fee" in issue.message
 
 

@@ -87,3 +87,21 @@ def test_ctrl_c_stops_the_run_and_writes_results(tmp_path):
     parts = urlsplit(summary["node"]["url"])
     with socket.socket() as s:
         assert s.connect_ex((parts.hostname, parts.port)) != 0, "the node still answers after Ctrl-C"
+
+
+def test_every_subcommand_keeps_its_help():
+    from orchestrator.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) >= {"run", "validate", "schema", "model", "watch", "report", "replay", "sweep"}
+    for name, parser in sub.choices.items():
+        assert parser.format_help().startswith(f"usage: dcai {name}"), name
+
+
+def test_help_exits_0_and_usage_errors_are_one_line():
+    r = dcai("run", "--help")
+    assert r.returncode == 0 and "--run-id" in r.stdout and "--seed" in r.stdout
+    r = dcai("run", "scenarios/quickstart.yaml", "--seed", "-1")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("dcai run: argument --seed: -1 is outside 0 .. 4294967295 (2**32 - 1, what the "
+                                "random generators take) (see 'dcai run -h')")

@@ -22,7 +22,7 @@ from orchestrator.mechanisms import (
 from orchestrator.mechanisms.stakeable import deploy_trainer
 from orchestrator.run import Run
 from orchestrator.scenario import ScenarioError, load_scenario_text, scenario_json_schema
-from orchestrator.schema_types import DurationS, Wei
+from orchestrator.scenario_types import DurationS, Wei
 
 SCENARIO = """
 name: quick-refund
@@ -75,7 +75,7 @@ def registered():
 def test_unregistered_mechanism_is_refused():
     with pytest.raises(ScenarioError) as info:
         load_scenario_text(SCENARIO, "m.yaml")
-    assert info.value.issues[0].location == "incentive" and "quick_refund" in str(info.value)
+    assert info.value.issues[0].location == "incentive.type" and "quick_refund" in str(info.value)
 
 
 def test_registered_mechanism_is_validated_with_its_own_fields(registered):

@@ -617,7 +617,7 @@ def test_model_option_errors_name_the_field(model: str, location: str, says: str
 
 @pytest.mark.parametrize("model,dataset,incentive,says", [
     ("{type: sparse_perceptron}", "{name: digits, multiclass: true}", "{}",
-     "dataset.multiclass: model.type 'sparse_perceptron' takes two classes only"),
+     "model.type 'sparse_perceptron' takes two classes only, and dataset.multiclass keeps them all"),
     ("{type: dense_perceptron}", "{name: csv, path: x.csv, multiclass: true}", "{}",
      "model.type 'dense_perceptron' takes two classes only"),
     ("{type: naive_bayes}", "{}", "{type: prediction_market}",
@@ -626,6 +626,7 @@ def test_model_option_errors_name_the_field(model: str, location: str, says: str
 def test_model_and_labels_or_market_that_do_not_fit(model: str, dataset: str, incentive: str, says: str) -> None:
     (issue,) = _errors(_model_scenario(model, dataset, incentive)).issues
     assert says in issue.message
+    assert issue.location == "model.type"  # the field to change, not the top of the file
 
 
 @pytest.mark.parametrize("dataset,location,says", [

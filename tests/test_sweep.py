@@ -189,7 +189,7 @@ def test_invalid_cell_is_named_before_anything_runs(tmp_path):
     lines = msg.splitlines()
     assert len(lines) == 1, msg
     assert lines[0].startswith(f"{tmp_path / 'sweep.yaml'}:6:7: grid['incentive.owner_claim_wait']: "
-                               "in cells '30m-1', '30m-2': incentive: waits must satisfy refund_wait <= "
+                               "in cells '30m-1', '30m-2': incentive.owner_claim_wait: waits must satisfy refund_wait <= "
                                "owner_claim_wait <= any_address_claim_wait (got refund_wait=3600s, "
                                "owner_claim_wait=1800s")
     assert not (tmp_path / "out").exists()

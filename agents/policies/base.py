@@ -320,6 +320,10 @@ def resolve_policy(name: str) -> type[Policy]:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise PolicyError(f"policy {name!r}: cannot import module {module_name!r}: {_one_line(e)}") from e
+    except SyntaxError as e:
+        where = f"{e.filename}:{e.lineno}" if e.filename else f"module {module_name!r}"
+        raise PolicyError(f"policy {name!r}: plugin module {module_name!r} failed to import: SyntaxError in "
+                          f"{where}: {e.msg}") from e
     except Exception as e:  # noqa: BLE001 - a plugin's own error (syntax, a raise at import) is the user's
         raise PolicyError(f"policy {name!r}: plugin module {module_name!r} failed to import: "
                           f"{type(e).__name__}: {_one_line(e)}") from e

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from orchestrator.schema_types import Blocks, Strict
+from orchestrator.scenario_types import Blocks, StrictModel as Strict
 
 ENTRY_POINT_GROUP = "dcai.chaos"
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from orchestrator.nodes import pool_hashes
-from orchestrator.schema_types import DurationS, Gas
+from orchestrator.scenario_types import DurationS, Gas
 
 from . import ChaosContext, ChaosEvent, register_chaos
 

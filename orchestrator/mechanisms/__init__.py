@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from orchestrator.schema_types import DurationS, Strict, Wei
+from orchestrator.scenario_locate import field_error
+from orchestrator.scenario_types import DurationS, StrictModel as Strict, Wei
 
 ENTRY_POINT_GROUP = "dcai.mechanisms"
 
@@ -50,11 +51,14 @@ class BuiltinIncentiveFields(IncentiveConfig):
     @model_validator(mode="after")
     def _waits_in_order(self) -> BuiltinIncentiveFields:
         if not self.refund_wait <= self.owner_claim_wait <= self.any_address_claim_wait:
-            raise ValueError(
-                "waits must satisfy refund_wait <= owner_claim_wait <= any_address_claim_wait "
+            # Blame the later wait of the first pair out of order if the file sets it, else the earlier.
+            pair = (("refund_wait", "owner_claim_wait") if self.refund_wait > self.owner_claim_wait
+                    else ("owner_claim_wait", "any_address_claim_wait"))
+            blamed = pair[1] if pair[1] in self.model_fields_set else pair[0]
+            raise field_error(
+                (blamed,), "waits must satisfy refund_wait <= owner_claim_wait <= any_address_claim_wait "
                 f"(got refund_wait={self.refund_wait}s, owner_claim_wait="
-                f"{self.owner_claim_wait}s, any_address_claim_wait={self.any_address_claim_wait}s)"
-            )
+                f"{self.owner_claim_wait}s, any_address_claim_wait={self.any_address_claim_wait}s)")
         return self
 
 

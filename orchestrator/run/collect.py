@@ -13,6 +13,7 @@ import structlog
 from agents.ledger import LEDGER_COLUMNS
 from contracts.rpc import merge_stats
 
+from .. import logs
 from ..evaluator import MODEL_COLUMNS
 from ..flows import FLOW_COLUMNS
 from ..flows import table as contribution_flows
@@ -71,7 +72,7 @@ async def collect(world: World, result: RunResult) -> None:
         result.contributions = await _contributions(world, last)
     except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
         log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
-        state.tick_errors.append(f"ledger collection: {type(e).__name__}: {e}")
+        state.tick_errors.append(logs.redact_text(f"ledger collection: {type(e).__name__}: {e}"))
 
 
 async def _points(world: World, addresses: list[str], tag: int) -> dict[str, int]:

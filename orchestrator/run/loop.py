@@ -89,6 +89,7 @@ class Run:
         """Run to completion (or interruption) and write the results folder. Returns its path."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         sc = self.scenario
+        logs.register_scenario_secrets(sc)  # error texts from shards and nodes are redacted against these
         if (sc.evaluation.baseline == "counterfactual" and not self.honest_only
                 and any(g.resolved_role() != HONEST for g in sc.agents)):
             self.pool.ensure_ray()  # one Ray for both runs
@@ -155,7 +156,7 @@ class Run:
                 self.state.error, self.state.ended_because = None, "interrupted during set-up"
         except Exception as e:
             self.state.status = "failed"
-            self.state.error = f"{type(e).__name__}: {e}"
+            self.state.error = logs.redact_text(f"{type(e).__name__}: {e}")
             log.exception("run failed")
         finally:
             self.state.driver_cpu_s = time.process_time() - cpu0

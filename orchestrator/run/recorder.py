@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from .. import logs
+
 from .state import RunState
 
 log = structlog.get_logger("dcai.run")
@@ -64,7 +66,7 @@ class Recorder:
             s.dropped += r.dropped
             for e in r.errors:
                 if len(s.tick_errors) < MAX_TICK_ERRORS:
-                    s.tick_errors.append(f"block {r.block} shard {r.shard_id}: {e}")
+                    s.tick_errors.append(logs.redact_text(f"block {r.block} shard {r.shard_id}: {e}"))
                 log.warning("shard error", block=r.block, shard=r.shard_id, error=e)
             for group, counts in r.by_group.items():
                 g = by_group.setdefault(group, {})
