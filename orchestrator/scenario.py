@@ -480,7 +480,9 @@ _UNIONS: dict[str, tuple[str, Any]] = {
 }
 
 
-def _strip_union_tags(loc: Loc, data: Any) -> Loc:
+def strip_union_tags(loc: Loc, data: Any) -> Loc:
+    """A pydantic error location without the registry members' tags (chaos event names, mechanism
+    types), so it follows the keys of the file."""
     out: list[str | int] = []
     node = data
     owner: str | None = None  # the union whose member's tag may come next in `loc`
@@ -797,7 +799,7 @@ def _short_repr(value: Any) -> str | None:
 
 
 def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
-    loc: Loc = _strip_union_tags(tuple(err["loc"]), data)
+    loc: Loc = strip_union_tags(tuple(err["loc"]), data)
     kind: str = err["type"]
     bad_key = kind == "invalid_key" or loc[-1:] == ("[key]",)
     if loc[-1:] == ("[key]",):

@@ -64,6 +64,7 @@ from .scenario import (
     _locate,
     _position,
     _pydantic_issue,
+    strip_union_tags,
     _short_repr,
     _Strict,
 )
@@ -541,7 +542,7 @@ def _blame(loc: tuple[Any, ...], applied: Sequence[Assignment]) -> Assignment | 
 def _cell_issue(err: Any, applied: Sequence[Assignment], base_root: Node, data: Any, shown: str,
                 base_shown: str | None) -> tuple[Any, ...]:
     scen = _pydantic_issue(err, base_root, data)  # the scenario-side message and location
-    loc = tuple(err["loc"])
+    loc = strip_union_tags(tuple(err["loc"]), data)  # incentive.<type>.x -> incentive.x
     a = _blame(loc, applied)
     field_msg = f"{scen.location}: {scen.message}" if scen.location else scen.message
     if a is not None:
