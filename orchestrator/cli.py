@@ -24,6 +24,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = _load(args.scenario)
     if args.seed is not None:
         scenario = scenario.model_copy(update={"seed": args.seed})
+    if args.metrics_port is not None:
+        telemetry = scenario.telemetry.model_copy(update={"metrics_port": args.metrics_port})
+        scenario = scenario.model_copy(update={"telemetry": telemetry})
     run = Run(scenario, results_root=Path(args.out) if args.out else None, run_id=args.run_id,
               progress=False if args.no_progress else None, source=args.scenario, ray_address=args.ray_address)
     run_dir = run.execute()
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="results root (default: the scenario's outputs.dir)")
     r.add_argument("--run-id", default=None)
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics on this loopback port during the run (telemetry.metrics_port)")
     r.add_argument("--ray-address", default=None,
                    help="join this Ray cluster (host:port; default RAY_ADDRESS, else a private local Ray)")
     r.set_defaults(func=cmd_run)

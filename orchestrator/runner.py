@@ -157,6 +157,10 @@ class Run(RecoveryMixin):
         self._chaos_rng = np.random.default_rng([scenario.seed, 0xC4A05])
         self.block_time = scenario.chain.block_time
         self.telemetry = Telemetry(self.run_id, scenario.telemetry, endpoint_file=self.run_dir / "telemetry.json")
+        from .invariants.wiring import make_metrics  # Prometheus /metrics, fed by the telemetry calls
+
+        self.metrics = make_metrics(self)
+        self.invariants: Any = None  # the InvariantMonitor, once the system is deployed
         self._resume: asyncio.Event | None = None
         self._checkpoint_block = -1  # the node's last state dump
         self._snapshot_block = -1  # the shards' last snapshots
@@ -227,6 +231,8 @@ class Run(RecoveryMixin):
             self._resume = asyncio.Event()
             self._resume.set()
             self.telemetry.on_control(self._on_control)
+            if self.metrics is not None:
+                self.metrics.start()
             await self.telemetry.start()
             self.telemetry.status({"state": "starting", "scenario": sc.name, "seed": sc.seed,
                                    "started_at": time.time(), "duration_blocks": sc.schedule.duration,
@@ -248,9 +254,13 @@ class Run(RecoveryMixin):
             self.state.driver_cpu_s = time.process_time() - cpu0
             self.state.phase_times["total_s"] = time.time() - t0
             await self._collect_partial()
+            if self.invariants is not None:
+                await self.invariants.finish()  # violation bundles still being written need the node
             self.telemetry.status({"state": self.state.status, "error": self.state.error,
                                    "last_block": self.state.last_block})
             self.state.telemetry = await self.telemetry.stop()
+            if self.metrics is not None:
+                self.metrics.stop()
             self._write_results()
             if self.scenario.outputs.bundle:  # the node is still up; save_bundle never raises
                 from .bundle import save_bundle
@@ -309,7 +319,9 @@ class Run(RecoveryMixin):
             funder = dev_accounts(1)[0]
         self.client = RpcClient(url)
         chain_id = await self.client.chain_id()
-        if sc.outputs.bundle and self.node is not None:  # before any transaction: the replay's starting point
+        from .invariants.wiring import needs_initial_state
+
+        if needs_initial_state(self):  # before any transaction: the replay's starting point
             from .bundle import BUNDLE_DIR, capture_initial_state
 
             await capture_initial_state(self.client, self.run_dir / BUNDLE_DIR)
@@ -351,6 +363,9 @@ class Run(RecoveryMixin):
         self.state.phase_times["funding_s"] = time.time() - t
 
         self.monitor = ChainMonitor(self.client)
+        from .invariants.wiring import make_monitor
+
+        self.invariants = make_monitor(self)
         self.evaluator = Evaluator(self.client, self.system, [ds.samples[i] for i in test_rows],
                                    ds.labels[test_rows], spot_checks=sc.evaluation.spot_checks)
         if self.node is not None:
@@ -559,6 +574,8 @@ class Run(RecoveryMixin):
             head = await self._wait_next(head, math.inf)
             for rec in await self.monitor.read(head.number) if self.monitor else []:
                 self.telemetry.block(rec)
+            if self.invariants is not None:
+                await self.invariants.check(head.number)
             reports = await asyncio.gather(*(s.tick.remote(head) for s in self.shards))
             self._absorb(reports)
             if sum(r.in_flight for r in reports) == 0:
@@ -594,6 +611,8 @@ class Run(RecoveryMixin):
         await self._checkpoint(head)  # after set-up and funding: a restart never undoes them
         for rec in await self.monitor.read(head.number):
             self.telemetry.block(rec)
+        if self.invariants is not None:
+            await self.invariants.check(head.number)
         self.telemetry.accuracy(await self.evaluator.evaluate(head.number, head.timestamp))
         end_block = head.number + sc.schedule.duration
         deadline = time.monotonic() + sc.schedule.max_wall_time if sc.schedule.max_wall_time else math.inf
@@ -677,6 +696,8 @@ class Run(RecoveryMixin):
                     head = await self._wait_next(head, deadline if acting else math.inf)
                     for rec in await self.monitor.read(head.number):
                         self.telemetry.block(rec)
+                    if self.invariants is not None:
+                        await self.invariants.check(head.number)
                 except Exception:
                     # A dead managed node comes back from its last state dump; anything else is fatal.
                     if not await self._node_lost():
@@ -893,6 +914,8 @@ class Run(RecoveryMixin):
                 node_url=self.client.display_url if self.client else None, managed_node=self.node is not None,
                 accounts=self.accounts, baseline=self._baseline_records(), market=self.market_info or None,
             )
+            if self.invariants is not None:
+                summary["invariants"] = self.invariants.summary()
             write_json(self.run_dir / "summary.json", summary)
             log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(self.run_dir))
         except Exception:

@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 import structlog
@@ -48,6 +48,20 @@ JSON_SAFE_INT = 2**53 - 1  # larger integers (wei amounts) are sent as decimal s
 KEEPALIVE_S = 15
 
 ControlHandler = Callable[[str], Awaitable[None] | None]
+
+
+class TelemetrySink(Protocol):
+    """Receives every record the run publishes, unthrottled (orchestrator/metrics.py's RunMetrics)."""
+
+    def on_block(self, record: Any) -> None: ...
+
+    def on_accuracy(self, record: Any) -> None: ...
+
+    def on_counters(self, per_group: dict[str, dict[str, Any]], block: int | None) -> None: ...
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> None: ...
+
+    def on_status(self, fields: dict[str, Any]) -> None: ...
 
 
 class TelemetryError(RuntimeError):
@@ -157,6 +171,7 @@ class Telemetry:
         self._endpoint: BrokerEndpoint | None = self.config.endpoint()
         self._queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(maxsize=self.config.queue_limit)
         self._handlers: list[ControlHandler] = []
+        self._sinks: list[TelemetrySink] = []
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._status: dict[str, Any] = {"run_id": run_id}
         self._status_set = False
@@ -279,6 +294,18 @@ class Telemetry:
             "last_error": self._last_error,
         }
 
+    def add_sink(self, sink: TelemetrySink) -> None:
+        """Forward every record to `sink` too (e.g. the Prometheus metrics), whether or not MQTT is
+        enabled, connected or throttled: the run loop makes one set of calls for both."""
+        self._sinks.append(sink)
+
+    def _forward(self, method: str, *args: Any) -> None:
+        for sink in self._sinks:
+            try:
+                getattr(sink, method)(*args)
+            except Exception as e:  # noqa: BLE001 - a faulty sink must never cost the run anything
+                log.warning("telemetry sink failed", sink=type(sink).__name__, method=method, error=_describe(e))
+
     def on_control(self, callback: ControlHandler) -> None:
         """Call `callback(command)` (sync, or async: run as a task) for each pause / resume / stop."""
         self._handlers.append(callback)
@@ -287,6 +314,7 @@ class Telemetry:
 
     def block(self, record: Any) -> None:
         """One block record (a dict or the monitor's BlockRecord); one in every publish_every_blocks."""
+        self._forward("on_block", record)
         if not self.enabled:
             return
         number = _field(record, "number")
@@ -299,11 +327,13 @@ class Telemetry:
 
     def accuracy(self, record: Any) -> None:
         """One accuracy sample (a dict or the evaluator's ModelRecord)."""
+        self._forward("on_accuracy", record)
         if self.enabled:
             self._put("accuracy", record, retain=self.config.retain_latest)
 
     def counters(self, per_policy: dict[str, dict[str, Any]], *, block: int | None = None) -> None:
         """Transaction counters per policy (one message per policy), one call in every publish_every_blocks."""
+        self._forward("on_counters", per_policy, block)
         if not self.enabled:
             return
         self._counter_calls += 1
@@ -317,11 +347,13 @@ class Telemetry:
 
     def event(self, kind: str, **fields: Any) -> None:
         """A run event (phase change, chaos event, pause, warning, ...)."""
+        self._forward("on_event", kind, fields)
         if self.enabled:
             self._put("events", {"kind": kind, **fields})
 
     def status(self, fields: dict[str, Any]) -> None:
         """Merge `fields` into the run's retained status (republished after every reconnect)."""
+        self._forward("on_status", fields)
         if not self.enabled:
             return
         self._status.update(fields)
