@@ -35,7 +35,7 @@ class DepositsBacked(Invariant):
 
     def __init__(self) -> None:
         self.claimable: dict[bytes, int] = {}
-        self._reported: tuple[int, int] | None = None
+        self._reported: int | None = None  # the difference last reported: a lasting gap is reported once
 
     async def check(self, ctx: InvariantContext, block: int) -> list[Violation]:
         view = ctx.view
@@ -52,12 +52,12 @@ class DepositsBacked(Invariant):
         balance = await ctx.balance(ctx.system.trainer, block)
         owed = sum(self.claimable.values())
         if balance != owed:
-            if self._reported != (balance, owed):
+            if self._reported != balance - owed:
                 out.append(self.violation(block, f"trainer balance {balance} wei differs from the claimable total "
                                                  f"{owed} wei by {balance - owed}", balance=str(balance),
                                           claimable=str(owed), difference=str(balance - owed),
                                           contributions=len(self.claimable)))
-            self._reported = (balance, owed)
+            self._reported = balance - owed
         else:
             self._reported = None
         return out
@@ -271,7 +271,7 @@ class MarketConserved(Invariant):
 
     def __init__(self) -> None:
         self.expected = 0
-        self._reported: tuple[int, int] | None = None
+        self._reported: int | None = None
 
     async def start(self, ctx: InvariantContext, block: int) -> None:
         # The market is checked from its deployment block: every wei it holds came through its events.
@@ -287,8 +287,8 @@ class MarketConserved(Invariant):
                 self.expected -= int(args["amount"])
         balance = await ctx.balance(ctx.system.trainer, block)
         if balance != self.expected:
-            if self._reported != (balance, self.expected):
-                self._reported = (balance, self.expected)
+            if self._reported != balance - self.expected:
+                self._reported = balance - self.expected
                 return [self.violation(block, f"market balance {balance} wei, but bounty + stakes - collected = "
                                               f"{self.expected} wei", balance=str(balance),
                                        expected=str(self.expected), difference=str(balance - self.expected))]
