@@ -17,8 +17,10 @@ a port already taken costs the run its metrics (a warning), never the run.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,7 +117,27 @@ def _families(registry: CollectorRegistry) -> dict[str, Any]:
     latency = _LatencyCollector()
     registry.register(latency)
     f["latency"] = latency
+    scrapes = _ScrapeClock()
+    registry.register(scrapes)
+    f["scrapes"] = scrapes
     return f
+
+
+class _ScrapeClock:
+    """Notes when /metrics was last read (a collector that yields nothing), so a run that ends can
+    wait for one scrape of its final values."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.count = 0
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        self.last = time.monotonic()
+        self.count += 1
+        return []
 
 
 class _LatencyCollector:
@@ -151,8 +173,10 @@ class RunMetrics:
     """One run's series on the process's metrics server. `start()` (False if the port is taken),
     then the sink methods (called by Telemetry from the run loop's thread), then `stop()`."""
 
-    def __init__(self, run_id: str, port: int, *, host: str = "127.0.0.1", roles: Mapping[str, str] | None = None):
+    def __init__(self, run_id: str, port: int, *, host: str = "127.0.0.1", roles: Mapping[str, str] | None = None,
+                 linger_s: float = 5.0):
         self.run_id = run_id
+        self.linger_s = linger_s
         self.requested_port = port
         self.host = host
         self.roles = dict(roles or {})
@@ -161,6 +185,7 @@ class RunMetrics:
         self._last: dict[tuple[str, str], int] = {}  # (group, key) -> last cumulative count
         self._state: str | None = None
         self.updates = 0
+        self._updated_at = 0.0
 
     @property
     def url(self) -> str | None:
@@ -177,11 +202,18 @@ class RunMetrics:
         log.info("metrics served", url=self.url)
         return True
 
-    def stop(self) -> None:
-        if self.port is not None:
-            _SERVERS.release(self.host, self.requested_port)
-            self.port = None
-            self._f = {}
+    async def stop(self) -> None:
+        """Stop serving, once a scrape has read the final values (or after `linger_s`): a short run
+        could otherwise end between two scrapes and its last figures never reach Prometheus."""
+        if self.port is None:
+            return
+        clock = self._f["scrapes"]
+        deadline = time.monotonic() + self.linger_s
+        while clock.count and clock.last < self._updated_at and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        _SERVERS.release(self.host, self.requested_port)
+        self.port = None
+        self._f = {}
 
     # ---- the sink interface (Telemetry forwards to these) ------------------------------------------
 
@@ -213,6 +245,7 @@ class RunMetrics:
                 f[name].labels(r).set(v)
         f["blocks"].labels(r).inc()
         self.updates += 1
+        self._updated_at = time.monotonic()
 
     def on_counters(self, per_group: Mapping[str, Mapping[str, Any]], block: int | None = None) -> None:
         """Cumulative counts per group (the shards' `by_group`): counters grow by the increase."""
@@ -241,6 +274,7 @@ class RunMetrics:
             if all(b is not None for b in buckets) and included is not None and total is not None:
                 f["latency"].set(r, group, role, [b or 0 for b in buckets], included, total)
         self.updates += 1
+        self._updated_at = time.monotonic()
 
     def on_accuracy(self, record: Any) -> None:
         if not self._f:
@@ -254,6 +288,7 @@ class RunMetrics:
                 if isinstance(a, (int, float)) and math.isfinite(a):
                     self._f["accuracy_class"].labels(self.run_id, str(i)).set(a)
         self.updates += 1
+        self._updated_at = time.monotonic()
 
     def on_event(self, kind: str, fields: Mapping[str, Any]) -> None:
         if not self._f:
@@ -271,6 +306,7 @@ class RunMetrics:
             g.labels(self.run_id, self._state).set(0)
         g.labels(self.run_id, state).set(1)
         self._state = state
+        self._updated_at = time.monotonic()
 
     def _delta(self, group: str, key: str, value: int) -> int:
         # Cumulative counts can step back (a reorg or node restart reopens outcomes): counters never do.

@@ -260,7 +260,7 @@ class Run(RecoveryMixin):
                                    "last_block": self.state.last_block})
             self.state.telemetry = await self.telemetry.stop()
             if self.metrics is not None:
-                self.metrics.stop()
+                await self.metrics.stop()  # after one last scrape of the final figures (bounded)
             self._write_results()
             if self.scenario.outputs.bundle:  # the node is still up; save_bundle never raises
                 from .bundle import save_bundle

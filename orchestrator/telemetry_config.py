@@ -132,6 +132,9 @@ class TelemetryConfig(_Strict):
                                                  "port, logged); none by default. `dcai run --metrics-port N` sets it")
     metrics_host: str = Field("127.0.0.1", description="address the /metrics server binds (loopback by default; "
                                                        "0.0.0.0 exposes it to the network)")
+    metrics_linger_s: float = Field(5.0, ge=0, le=300,
+                                    description="at the end, keep /metrics up until it was scraped once more (at "
+                                                "most this long) so the final figures reach Prometheus")
     invariants: InvariantsConfig = Field(default_factory=InvariantsConfig,
                                          description="live invariant monitors checked against the chain every block")
 

@@ -8,7 +8,7 @@ For the run loop (today's runner.py, tomorrow's orchestrator/run/):
 * before the node stops: `await run.invariants.finish()` (violation bundles still being written),
   and `summary["invariants"] = run.invariants.summary()`.
 * Prometheus: `metrics = make_metrics(run)` once (it adds itself to `run.telemetry` as a sink),
-  `metrics.start()` before the loop, `metrics.stop()` at the end.
+  `metrics.start()` before the loop, `await metrics.stop()` at the end.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def make_metrics(run: Run) -> RunMetrics | None:
     if tc.metrics_port is None:
         return None
     roles = {(g.name or g.policy): g.resolved_role() for g in run.scenario.agents}
-    metrics = RunMetrics(run.run_id, tc.metrics_port, host=tc.metrics_host, roles=roles)
+    metrics = RunMetrics(run.run_id, tc.metrics_port, host=tc.metrics_host, roles=roles,
+                         linger_s=tc.metrics_linger_s)
     run.telemetry.add_sink(metrics)
     return metrics
