@@ -92,8 +92,8 @@ class InvariantsConfig(_Strict):
     bundle_on_violation: bool = Field(True, description="save a replay bundle of the run up to the block of a "
                                                         "violation (managed nodes only)")
     max_bundles: int = Field(3, ge=0, le=100, description="violation bundles per run at most (the first violations)")
-    window: int = Field(512, ge=1, description="model values and accounts re-read per block by the round-robin "
-                                               "checks (the whole model each block when it is smaller)")
+    window: int = Field(512, ge=1, description="model values re-read per block by the round-robin check (the "
+                                               "whole model each block when it is smaller)")
 
     @field_validator("only", "skip", "extra")
     @classmethod

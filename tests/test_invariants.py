@@ -232,3 +232,61 @@ def test_scenario_rejects_a_bad_invariant_name():
     bad = POINTS.replace("telemetry: {mqtt: none}", "telemetry: {mqtt: none, invariants: {skip: ['a b']}}")
     with pytest.raises(ScenarioError, match="invariants"):
         load_scenario_text(bad, "bad.yaml")
+
+
+# ---- a double refund, made possible by resetting the data handler's record ----------------------
+
+
+async def test_double_refund_after_a_storage_reset_is_caught(client, tx, compiled, dev, chain_id):
+    from contracts.signing import keccak256
+    from contracts.transact import Transactor
+    from orchestrator.invariants import InvariantMonitor
+
+    from conftest import MAX_DEPOSIT, deploy_small, latest_timestamp, set_next_timestamp
+
+    system = await deploy_small(client, tx, compiled)
+    trainer = system.abis["CollaborativeTrainer"]
+    alice, bob = Transactor(client, dev[1], chain_id), Transactor(client, dev[2], chain_id)
+    monitor = InvariantMonitor(client, system, "stakeable",
+                               resolve(only=["deposits_backed", "claims_once", "points_never_decrease"]))
+
+    async def at(t: Transactor, ts: int, data: bytes, value: int = 0) -> int:
+        await set_next_timestamp(client, ts)
+        receipt = await t.send(system.trainer, data, value)
+        return int(receipt["blockNumber"], 16)
+
+    t0 = await latest_timestamp(client) + 10
+    good = [0, 2, 4]  # even features: the small system's model predicts 1
+    assert await monitor.check(await at(alice, t0, trainer.encode("addData", good, 1), MAX_DEPOSIT)) == []
+    assert await monitor.check(await at(bob, t0 + 1, trainer.encode("addData", [6, 8], 1), MAX_DEPOSIT)) == []
+    key = contribution_key(good, 1, t0, dev[1].address)
+    # The record's slot: contributions[key] in the data handler's first mappings' slots.
+    before = None
+    for position in range(4):
+        slot = "0x" + keccak256(key + position.to_bytes(32, "big")).hex()
+        word = await client.call("eth_getStorageAt", system.data_handler, slot, "latest")
+        if int(word, 16) >> 240 & 1:  # the record's existence bit
+            before = (slot, word)
+            break
+    assert before is not None, "the contribution's storage slot was not found"
+    refund = trainer.encode("refund", good, 1, t0)
+    first = await at(alice, t0 + 61, refund)
+    assert await monitor.check(first) == []
+    # Behind the contracts' back: the record as it was before the refund, so it can be refunded again.
+    await client.call("anvil_setStorageAt", system.data_handler, before[0], before[1])
+    second = await at(alice, t0 + 62, refund)
+    found = await monitor.check(second)
+    claims = [v for v in found if v.invariant == "claims_once"]
+    # Refunded twice, twice its deposit paid out, and the data handler's claim count (reset with the
+    # record) lags the claims paid.
+    messages = [v.message for v in claims]
+    assert messages[0] == "contribution refunded twice" and messages[2] == "the data handler counts 1 claims, 2 were paid"
+    assert messages[1].endswith("paid out of a contribution that deposited " + claims[1].details["deposit"])
+    assert int(claims[1].details["paid"]) == 2 * int(claims[1].details["deposit"])
+    assert all(v.block == second and v.details["key"] == "0x" + key.hex() for v in claims)
+    # The trainer paid the deposit twice: it holds less than the remainders it owes.
+    backed = [v for v in found if v.invariant == "deposits_backed"]
+    assert len(backed) == 1 and int(backed[0].details["difference"]) < 0
+    # totalGoodDataCount counted both refunds: the refund count still matches, no decrease anywhere.
+    assert not [v for v in found if v.invariant == "points_never_decrease"]
+    assert monitor.summary()["violations_total"] == len(found) and monitor.checks == 4
