@@ -6,7 +6,9 @@ the broker is unreachable. A background task owns the connection: it connects, r
 back-off forever, drains the queue with a few concurrent publishes (aiomqtt warns above ten
 outstanding calls), republishes the retained status after every reconnect and delivers control
 commands (pause, resume, stop) from `<prefix>/<run-id>/control` to the handlers the run loop
-registered. Topics and payloads: docs/telemetry.md.
+registered. Topics and payloads: docs/telemetry.md. Every record also goes to the sinks added with
+`add_sink` (the Prometheus metrics, orchestrator/metrics.py), unthrottled and whether or not MQTT is
+on, so the run loop makes one set of calls for both.
 
 Everything here runs on the caller's event loop: call the publishers from that loop's thread.
 Passwords are read from the environment when connecting and never stored, logged or published.

@@ -290,3 +290,18 @@ async def test_double_refund_after_a_storage_reset_is_caught(client, tx, compile
     # totalGoodDataCount counted both refunds: the refund count still matches, no decrease anywhere.
     assert not [v for v in found if v.invariant == "points_never_decrease"]
     assert monitor.summary()["violations_total"] == len(found) and monitor.checks == 4
+
+
+def test_report_fragment_lists_violations_and_bundles_escaped():
+    from orchestrator.invariants.report import report_section, violation_events
+
+    summary = {"invariants": {"checked": ["deposits_backed"], "checks": 40, "check_s": 0.6, "violations_total": 1,
+                              "first_violation_block": 17,
+                              "violations": [{"block": 17, "invariant": "deposits_backed", "message": "gap <b>"}],
+                              "bundles": [{"block": 17, "path": "violations/block-17", "complete": True}]}}
+    page = report_section(summary)
+    assert "1 violation(s)" in page and "gap &lt;b&gt;" in page and "violations/block-17" in page
+    assert violation_events(summary) == [{"block": 17, "event": "invariant_violation", "invariant": "deposits_backed",
+                                          "message": "gap <b>"}]
+    assert "No violation" in report_section({"invariants": {"checked": [], "checks": 3}})
+    assert report_section({}) == ""
