@@ -46,8 +46,6 @@ class InvariantMonitor:
         self.window = window
         self.telemetry = telemetry
         self.on_violation = on_violation
-        self._factories = [type(inv) for inv in invariants]
-        self.all_invariants = list(invariants)
         self.invariants = [inv for inv in invariants if inv.applies(self._new_context())]
         self.skipped = [inv.name for inv in invariants if inv not in self.invariants]
         self.ctx = self._new_context()
