@@ -29,6 +29,7 @@ demo: setup
 
 test: setup
 	sh tests/setup_mosquitto.sh
+	sh tests/setup_prometheus.sh
 	sh tests/setup_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

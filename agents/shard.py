@@ -53,6 +53,9 @@ from .shard_outcomes import Outcomes
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
 from .wallet import FeeStance, Wallet
 
+# Inclusion latency buckets (blocks) counted per group in tick reports: the Prometheus histogram's.
+LATENCY_BUCKETS = (1, 2, 3, 5, 10, 20, 50)
+
 
 class ShardCore(FreeCalls, Outcomes, Faults):
     """The shard's logic, usable directly in tests; `make_actor_class` gives its Ray actor form."""
@@ -174,11 +177,23 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         return report
 
     def _group_counts(self) -> dict[str, dict[str, int]]:
+        # Also per group: inclusion latency in blocks (sum and cumulative bucket counts, for the
+        # Prometheus histogram) and the ether flow of its transactions (P&L), summed over shards.
         out: dict[str, dict[str, int]] = {}
         for r in self.records:
-            g = out.setdefault(r.group, {"sent": 0, **{s.value: 0 for s in TxStatus}})
+            g = out.setdefault(r.group, {"sent": 0, **{s.value: 0 for s in TxStatus}, "latency_blocks_sum": 0,
+                                         **{f"latency_le_{b}": 0 for b in LATENCY_BUCKETS}, "pnl_wei": 0})
             g["sent"] += 1
             g[r.status.value] += 1
+            if r.status is TxStatus.INCLUDED:
+                latency = max(0, r.included_block - r.submitted_block)
+                g["latency_blocks_sum"] += latency
+                for b in LATENCY_BUCKETS:
+                    if latency <= b:
+                        g[f"latency_le_{b}"] += 1
+                g["pnl_wei"] += r.received - r.value - r.fee_paid
+            elif r.status is TxStatus.REVERTED:
+                g["pnl_wei"] -= r.fee_paid
         return out
 
     def _status_counts(self) -> dict[TxStatus, int]:

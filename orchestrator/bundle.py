@@ -187,16 +187,19 @@ async def save_bundle(run: RunResult, client: RpcClient | None) -> Path | None:
         return None
 
 
-async def _save(run: RunResult, client: RpcClient | None, bundle_dir: Path) -> Path:
+async def _save(run: RunResult, client: RpcClient | None, bundle_dir: Path, last: int | None = None) -> Path:
+    """The bundle of blocks 1..last (default: the head, after freezing the chain); a bundle up to an
+    earlier block (an invariant violation's) leaves the mining mode alone."""
     t0 = time.perf_counter()
     if client is None or run.node_settings is None:
         raise RuntimeError("no managed node: bundles need a node the run starts itself")
     if not (bundle_dir / INITIAL_STATE).exists():
         raise RuntimeError("the initial state was not captured (the run stopped before its node was ready)")
-    # Interval mining would keep adding (empty) blocks while we read: freeze the chain first.
-    await client.call("evm_setIntervalMining", 0)
-    await client.call("evm_setAutomine", False)
-    last = await client.block_number()
+    if last is None:
+        # Interval mining would keep adding (empty) blocks while we read: freeze the chain first.
+        await client.call("evm_setIntervalMining", 0)
+        await client.call("evm_setAutomine", False)
+        last = await client.block_number()
     genesis = await client.get_block(0)
     assert genesis is not None
     stream = await read_stream(client, 1, last)

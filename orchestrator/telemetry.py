@@ -6,7 +6,9 @@ the broker is unreachable. A background task owns the connection: it connects, r
 back-off forever, drains the queue with a few concurrent publishes (aiomqtt warns above ten
 outstanding calls), republishes the retained status after every reconnect and delivers control
 commands (pause, resume, stop) from `<prefix>/<run-id>/control` to the handlers the run loop
-registered. Topics and payloads: docs/telemetry.md.
+registered. Topics and payloads: docs/telemetry.md. Every record also goes to the sinks added with
+`add_sink` (the Prometheus metrics, orchestrator/metrics.py), unthrottled and whether or not MQTT is
+on, so the run loop makes one set of calls for both.
 
 Everything here runs on the caller's event loop: call the publishers from that loop's thread.
 Passwords are read from the environment when connecting and never stored, logged or published.
@@ -27,7 +29,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 import structlog
@@ -48,6 +50,20 @@ JSON_SAFE_INT = 2**53 - 1  # larger integers (wei amounts) are sent as decimal s
 KEEPALIVE_S = 15
 
 ControlHandler = Callable[[str], Awaitable[None] | None]
+
+
+class TelemetrySink(Protocol):
+    """Receives every record the run publishes, unthrottled (orchestrator/metrics.py's RunMetrics)."""
+
+    def on_block(self, record: Any) -> None: ...
+
+    def on_accuracy(self, record: Any) -> None: ...
+
+    def on_counters(self, per_group: dict[str, dict[str, Any]], block: int | None) -> None: ...
+
+    def on_event(self, kind: str, fields: dict[str, Any]) -> None: ...
+
+    def on_status(self, fields: dict[str, Any]) -> None: ...
 
 
 class TelemetryError(RuntimeError):
@@ -157,6 +173,7 @@ class Telemetry:
         self._endpoint: BrokerEndpoint | None = self.config.endpoint()
         self._queue: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(maxsize=self.config.queue_limit)
         self._handlers: list[ControlHandler] = []
+        self._sinks: list[TelemetrySink] = []
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._status: dict[str, Any] = {"run_id": run_id}
         self._status_set = False
@@ -279,6 +296,18 @@ class Telemetry:
             "last_error": self._last_error,
         }
 
+    def add_sink(self, sink: TelemetrySink) -> None:
+        """Forward every record to `sink` too (e.g. the Prometheus metrics), whether or not MQTT is
+        enabled, connected or throttled: the run loop makes one set of calls for both."""
+        self._sinks.append(sink)
+
+    def _forward(self, method: str, *args: Any) -> None:
+        for sink in self._sinks:
+            try:
+                getattr(sink, method)(*args)
+            except Exception as e:  # noqa: BLE001 - a faulty sink must never cost the run anything
+                log.warning("telemetry sink failed", sink=type(sink).__name__, method=method, error=_describe(e))
+
     def on_control(self, callback: ControlHandler) -> None:
         """Call `callback(command)` (sync, or async: run as a task) for each pause / resume / stop."""
         self._handlers.append(callback)
@@ -287,6 +316,7 @@ class Telemetry:
 
     def block(self, record: Any) -> None:
         """One block record (a dict or the monitor's BlockRecord); one in every publish_every_blocks."""
+        self._forward("on_block", record)
         if not self.enabled:
             return
         number = _field(record, "number")
@@ -299,11 +329,13 @@ class Telemetry:
 
     def accuracy(self, record: Any) -> None:
         """One accuracy sample (a dict or the evaluator's ModelRecord)."""
+        self._forward("on_accuracy", record)
         if self.enabled:
             self._put("accuracy", record, retain=self.config.retain_latest)
 
     def counters(self, per_policy: dict[str, dict[str, Any]], *, block: int | None = None) -> None:
         """Transaction counters per policy (one message per policy), one call in every publish_every_blocks."""
+        self._forward("on_counters", per_policy, block)
         if not self.enabled:
             return
         self._counter_calls += 1
@@ -317,11 +349,13 @@ class Telemetry:
 
     def event(self, kind: str, **fields: Any) -> None:
         """A run event (phase change, chaos event, pause, warning, ...)."""
+        self._forward("on_event", kind, fields)
         if self.enabled:
             self._put("events", {"kind": kind, **fields})
 
     def status(self, fields: dict[str, Any]) -> None:
         """Merge `fields` into the run's retained status (republished after every reconnect)."""
+        self._forward("on_status", fields)
         if not self.enabled:
             return
         self._status.update(fields)

@@ -76,6 +76,34 @@ def parse_broker_url(url: str) -> BrokerEndpoint:
     return BrokerEndpoint(scheme, parts.hostname, port or DEFAULT_PORTS[scheme], parts.username or None)
 
 
+_INVARIANT_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+class InvariantsConfig(_Strict):
+    """The live invariant monitors (orchestrator/invariants/, docs/telemetry.md "Invariants")."""
+
+    enabled: bool = Field(True, description="check the invariants that apply to the run's mechanism and model "
+                                            "against the chain after every block")
+    only: list[str] | None = Field(None, description="run only these invariants (built-in names, names registered "
+                                                     "through the dcai.invariants entry points, or module:Class)")
+    skip: list[str] = Field(default_factory=list, description="invariants not to run")
+    extra: list[str] = Field(default_factory=list, description="user invariants to add by import path "
+                                                               "(module.path:Class) besides the registered ones")
+    bundle_on_violation: bool = Field(True, description="save a replay bundle of the run up to the block of a "
+                                                        "violation (managed nodes only)")
+    max_bundles: int = Field(3, ge=0, le=100, description="violation bundles per run at most (the first violations)")
+    window: int = Field(512, ge=1, description="model values re-read per block by the round-robin check (the "
+                                               "whole model each block when it is smaller)")
+
+    @field_validator("only", "skip", "extra")
+    @classmethod
+    def _names(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            if not _INVARIANT_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an invariant name or module.path:Class")
+        return v
+
+
 class TelemetryConfig(_Strict):
     mqtt: str = Field(
         "embedded",
@@ -99,6 +127,16 @@ class TelemetryConfig(_Strict):
     reconnect_max_s: float = Field(5.0, gt=0, le=600, description="longest back-off between connection attempts")
     connect_wait_s: float = Field(2.0, ge=0, le=60, description="how long start waits for the first connection "
                                                                 "(it never fails because a broker is down)")
+    metrics_port: int | None = Field(None, ge=0, le=65535,
+                                     description="serve Prometheus /metrics on this port during the run (0: any free "
+                                                 "port, logged); none by default. `dcai run --metrics-port N` sets it")
+    metrics_host: str = Field("127.0.0.1", description="address the /metrics server binds (loopback by default; "
+                                                       "0.0.0.0 exposes it to the network)")
+    metrics_linger_s: float = Field(5.0, ge=0, le=300,
+                                    description="at the end, keep /metrics up until it was scraped once more (at "
+                                                "most this long) so the final figures reach Prometheus")
+    invariants: InvariantsConfig = Field(default_factory=InvariantsConfig,
+                                         description="live invariant monitors checked against the chain every block")
 
     @field_validator("mqtt")
     @classmethod

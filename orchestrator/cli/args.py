@@ -59,3 +59,13 @@ def strip_debug(argv: list[str] | None) -> tuple[list[str], bool]:
         head, tail = args, []
     debug = "--debug" in head
     return [a for a in head if a != "--debug"] + tail, debug
+
+
+def port_arg(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{quote(text)} is not a whole number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1 .. 65535)")
+    return value

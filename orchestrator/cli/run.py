@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import logs
 from ..scenario import Scenario, load_scenario
-from .args import run_id_arg, seed_arg
+from .args import port_arg, run_id_arg, seed_arg
 
 
 def load_checked(path: str, *, seed: int | None = None, results_root: str | None = None) -> Scenario:
@@ -29,6 +29,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         args.crash_dir = Path(args.out)
     scenario = load_checked(args.scenario, seed=args.seed, results_root=args.out)
+    if args.metrics_port is not None:
+        telemetry = scenario.telemetry.model_copy(update={"metrics_port": args.metrics_port})
+        scenario = scenario.model_copy(update={"telemetry": telemetry})
     args.crash_dir = Path(args.out or scenario.outputs.dir)
     from ..run import Run  # after the checks: importing the run stack (Ray) takes seconds
 
@@ -70,6 +73,8 @@ def add_run_parser(sub: Any) -> None:
     r.add_argument("--run-id", type=run_id_arg, default=None,
                    help="the run's folder name (letters, digits, '_', '.', '-'; default: time and scenario)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--metrics-port", type=port_arg, default=None,
+                   help="serve Prometheus /metrics on this loopback port during the run (telemetry.metrics_port)")
     r.add_argument("--ray-address", default=None,
                    help="join this Ray cluster (host:port; default RAY_ADDRESS, else a private local Ray)")
     r.set_defaults(func=cmd_run)

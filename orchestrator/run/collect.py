@@ -32,9 +32,10 @@ CONTRIBUTION_COLUMNS = ["block", "tx_index", "log_index", "tx_hash", "author", "
 LOG_RANGE = 2_000  # blocks per eth_getLogs
 
 
-async def collect(world: World, result: RunResult) -> None:
-    """Pull ledgers and stats from the shards and the end balances from the chain into `result`."""
-    state, client, pool = result.state, world.client, world.pool
+def fill_static(world: World, result: RunResult) -> None:
+    """What the world knows without asking the shards: the system, funding, node and model records
+    (also for a bundle taken mid-run, e.g. at an invariant violation)."""
+    client = world.client
     result.system, result.funding, result.start_balances = world.system, world.funding, world.start_balances
     result.managed_node = world.node is not None
     result.node_settings = world.node.settings if world.node is not None else None
@@ -46,6 +47,12 @@ async def collect(world: World, result: RunResult) -> None:
         result.models = list(world.evaluator.records)
         result.test_samples = list(world.evaluator.samples)
         result.test_labels = [int(x) for x in world.evaluator.labels]
+
+
+async def collect(world: World, result: RunResult) -> None:
+    """Pull ledgers and stats from the shards and the end balances from the chain into `result`."""
+    state, client, pool = result.state, world.client, world.pool
+    fill_static(world, result)
     result.ledger = {name: [] for name in LEDGER_COLUMNS}
     result.contributions = {name: [] for name in CONTRIBUTION_COLUMNS}
     if not pool.shards:
@@ -153,6 +160,8 @@ def write_results(result: RunResult) -> None:
             baseline=baseline_records(result.baseline_dir), market=result.market or None,
             contributions=result.contributions, baseline_dir=result.baseline_dir,
         )
+        if result.invariants is not None:
+            summary["invariants"] = result.invariants
         write_json(d / "summary.json", summary)
         log.info("results written", blocks=n_blocks, transactions=n_tx, folder=str(d))
     except Exception:

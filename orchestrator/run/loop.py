@@ -66,6 +66,10 @@ class Run:
         self.state = RunState()
         self.telemetry = Telemetry(self.run_id, scenario.telemetry, endpoint_file=self.run_dir / "telemetry.json")
         self.recorder = Recorder(self.state, self.telemetry)
+        from ..invariants.wiring import make_metrics  # Prometheus /metrics, fed by the telemetry calls
+
+        self.metrics = make_metrics(self)
+        self.invariants: Any = None  # the InvariantMonitor, once the system is deployed
         # Shards and Ray CPUs per shard (None: one shard per cluster CPU). Runs sharing one cluster
         # (sweeps) pass their share, or their shards could wait on each other's CPUs for ever.
         self.pool = ShardPool(shards, shard_cpus, ray_address)
@@ -141,11 +145,16 @@ class Run:
             self._resume = asyncio.Event()
             self._resume.set()
             self.telemetry.on_control(self._on_control)
+            if self.metrics is not None:
+                self.metrics.start()
             await self.telemetry.start()
             self.recorder.status("starting", scenario=self.scenario.name, seed=self.scenario.seed,
                                  started_at=time.time(), duration_blocks=self.scenario.schedule.duration,
                                  baseline=self.honest_only)
             await self.world.build(self._chaos_rng)
+            from ..invariants.wiring import make_monitor
+
+            self.invariants = make_monitor(self)
             self._in_setup = False
             self.state.status = "running"
             self.recorder.status("running")
@@ -202,6 +211,13 @@ class Run:
 
     # ---- hooks of the loop ----------------------------------------------------------------------
 
+    async def _read_blocks(self, number: int) -> None:
+        """The monitor's records of the blocks up to `number`, then the live invariant checks."""
+        assert self.world.monitor is not None
+        self.recorder.blocks(await self.world.monitor.read(number))
+        if self.invariants is not None:
+            await self.invariants.check(number)
+
     async def _begin(self) -> BlockInfo:
         w, sc = self.world, self.scenario
         assert w.clock is not None and w.monitor is not None and w.evaluator is not None
@@ -213,7 +229,7 @@ class Run:
         head = await self.clock.latest()
         self.state.start_block = head.number
         await self.recovery.checkpoint(head)  # after set-up and funding: a restart never undoes them
-        self.recorder.blocks(await w.monitor.read(head.number))
+        await self._read_blocks(head.number)
         self.recorder.accuracy(await w.evaluator.evaluate(head.number, head.timestamp))
         self._last_eval = head.number
         self.end_block = head.number + sc.schedule.duration
@@ -295,7 +311,7 @@ class Run:
             self.recorder.warp(head, warp_to)
         head = await self.clock.next_block(head, self.deadline if self.acting else math.inf,
                                            lambda: self._stop_requested)
-        self.recorder.blocks(await self.monitor.read(head.number))
+        await self._read_blocks(head.number)
         return head
 
     async def _after_loop(self, head: BlockInfo) -> None:
@@ -317,7 +333,7 @@ class Run:
             assert self.monitor is not None
             await self.clock.advance(head, None)
             head = await self.clock.next_block(head, math.inf, lambda: self._stop_requested)
-            self.recorder.blocks(await self.monitor.read(head.number))
+            await self._read_blocks(head.number)
             reports = await self.pool.tick(head)
             self.recorder.reports(reports)
             self.state.last_block = head.number
@@ -350,8 +366,13 @@ class Run:
     async def _finish(self) -> None:
         """Collect, write the results (and the bundle while the node is up), then tear down."""
         await collect(self.world, self.result)
+        if self.invariants is not None:
+            await self.invariants.finish()  # violation bundles still being written need the node
+            self.result.invariants = self.invariants.summary()
         self.recorder.status(self.state.status, error=self.state.error, last_block=self.state.last_block)
         self.state.telemetry = await self.telemetry.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()  # after one last scrape of the final figures (bounded)
         if self.world.client is not None:
             self.state.rpc["driver"] = self.world.client.stats()
         write_results(self.result)

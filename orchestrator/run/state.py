@@ -67,3 +67,4 @@ class RunResult:
     test_samples: list[Any] = field(default_factory=list)
     test_labels: list[int] = field(default_factory=list)
     baseline_dir: Path | None = None
+    invariants: dict[str, Any] | None = None  # the invariant monitors' summary (orchestrator/invariants)

@@ -89,7 +89,9 @@ class World:
         t = time.time()
         funder = await self._start_node(rng)
         await self._preflight_funding(funder)
-        if sc.outputs.bundle and self.node is not None:  # before any transaction: the replay's starting point
+        inv = sc.telemetry.invariants
+        # Before any transaction: the starting point of a replay bundle, or of a violation's bundle.
+        if self.node is not None and (sc.outputs.bundle or (inv.enabled and inv.bundle_on_violation)):
             from ..bundle import BUNDLE_DIR, capture_initial_state
 
             assert self.client is not None
