@@ -62,7 +62,7 @@ class AdversarialPolicy(Policy):
     param_defaults: ClassVar[dict[str, Any]] = {
         "attack": "label_flip", "budget": 10**18, "rate": 0.05, "arrival": "poisson", "target_class": 1,
         "spam_indices": 200, "spam_per_block": 5, "front_run_tip": 20 * GWEI, "warmup": 2, "max_in_flight": 8,
-        "burst_size": 10, "burst_every": 60, "max_gap": 60, "malformed_size": 2000, "beyond_index": 1_000_000,
+        "burst_size": 10, "burst_every": 60, "max_gap": None, "malformed_size": 2000, "beyond_index": 1_000_000,
     }
 
     def __init__(self, ctx: PolicyContext):
@@ -115,9 +115,10 @@ class AdversarialPolicy(Policy):
             return []
         value = obs.mechanism.max_deposit
         if self.attack == "label_flip":
-            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load,
+                                   limit=min(budget, len(self.samples) - self._next))
             return [AddData(Sample(s.data, self.wrong_label(s.label)), value)
-                    for s in self._next_samples(obs, min(n, budget))]
+                    for s in self._next_samples(obs, n)]
         if self.attack == "targeted":
             n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load), budget)
             target = int(self.params["target_class"])
@@ -224,6 +225,8 @@ class AdversarialPolicy(Policy):
             return FINISHED
         if self.attack == "malformed":
             return FINISHED if not self._probes and self._next >= len(self.samples) and not obs.in_flight else None
+        if self.attack == "label_flip" and self._next < len(self.samples) and not obs.in_flight:
+            return self.arrivals.next_time()  # slow attackers let the chain skip to their next add
         if self.attack in ("label_flip", "targeted", "front_run"):
             return FINISHED if self._next >= len(self.samples) and not obs.in_flight else None
         return None

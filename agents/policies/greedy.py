@@ -55,7 +55,7 @@ class GreedyPolicy(Policy):
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.05, "arrival": "poisson", "p_agree": 0.95, "value_per_valid": None, "max_deposit": None,
         "tip_share": 0.1, "max_tip": 50 * GWEI, "base_tip": GWEI, "min_profit": 0, "max_in_flight": 6,
-        "burst_size": 10, "burst_every": 60, "max_gap": 60,
+        "burst_size": 10, "burst_every": 60, "max_gap": None,
     }
 
     def __init__(self, ctx: PolicyContext):

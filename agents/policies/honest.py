@@ -44,7 +44,7 @@ class HonestPolicy(Policy):
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.05, "arrival": "poisson", "mistake_rate": 0.0, "recheck_s": 6 * 3600,
         "give_up_s": 3 * 86400, "report": False, "max_in_flight": 4, "burst_size": 10, "burst_every": 60,
-        "max_gap": 60,
+        "max_gap": None,
     }
 
     def __init__(self, ctx: PolicyContext):
@@ -115,8 +115,9 @@ class HonestPolicy(Policy):
                     actions.append(Report(c))
                     budget -= 1
         if self._next < len(self.samples) and budget > 0:
-            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
-            for _ in range(min(arrivals, budget, len(self.samples) - self._next)):
+            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load,
+                                          limit=min(budget, len(self.samples) - self._next))
+            for _ in range(arrivals):
                 s = self.samples[self._next]
                 self._next += 1
                 label = s.label
@@ -126,9 +127,15 @@ class HonestPolicy(Policy):
         return actions
 
     def next_wake(self, obs: Observation) -> int | None:
-        if self._next < len(self.samples) or obs.in_flight > 0 or self.report:
+        if obs.in_flight > 0 or self.report:
             return None
         wake = FINISHED
+        if self._next < len(self.samples):
+            # Slow contributors let the chain skip to their next arrival instead of ticking through it.
+            arrival = self.arrivals.next_time()
+            if arrival is None:
+                return None
+            wake = arrival
         for c in obs.contributions:
             if c.state is ContributionState.ADDED and not c.abandoned and (
                     c.deposit > 0 or obs.mechanism.kind == "points"):

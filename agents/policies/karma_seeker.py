@@ -41,7 +41,7 @@ class KarmaSeekerPolicy(Policy):
     param_defaults: ClassVar[dict[str, Any]] = {
         "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "rival_window_s": 600,
         "max_in_flight": 8,
-        "burst_size": 10, "burst_every": 60, "max_gap": 60,
+        "burst_size": 10, "burst_every": 60, "max_gap": None,
     }
 
     def __init__(self, ctx: PolicyContext):
