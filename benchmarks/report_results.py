@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KNOWN = ("throughput", "scale", "gas", "soak", "accuracy")
+KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity")
 
 
 _MTIME: dict[str, str] = {}  # file times: the date of results that do not record theirs (gas.json is a list)
@@ -266,7 +266,28 @@ def generic_section(d: Any, name: str, title: str) -> list[str]:
     return lines
 
 
-SECTIONS = {"throughput": throughput_section, "scale": scale_section, "gas": gas_section, "soak": soak_section}
+def fidelity_section(d: dict[str, Any]) -> list[str]:
+    """The paper's experiment on chain vs off-chain: fidelity.py writes its own tables and closing note
+    from the same figures, so the page and the console say the same thing."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.fidelity import tables
+
+    wall = d.get("chain_run_wall_s") or {}
+    code = d.get("code", {})
+    lines = ["## Fidelity: the paper's experiment on chain vs the reference's assumptions (`fidelity.py`)", "",
+             f"Taken {when(d)} on `{d.get('scenario')}`, seeds {d.get('seeds')}; code {code.get('branch')} "
+             f"@ {code.get('commit')}{' (uncommitted changes)' if code.get('dirty') else ''}. "
+             + (f"One chain run took {wall.get('mean', 0):.0f} ± {wall.get('ci95', 0):.0f} s of wall time "
+                f"(driven blocks, idle time skipped, no report); " if wall else "")
+             + f"the whole benchmark {d.get('total_wall_s')} s.", ""]
+    lines += tables(d)
+    lines += [""] + [x for note in d.get("notes", []) for x in (note, "")]
+    return lines[:-1]
+
+
+SECTIONS = {"throughput": throughput_section, "scale": scale_section, "gas": gas_section, "soak": soak_section,
+            "fidelity": fidelity_section}
 
 
 def render(data: dict[str, Any]) -> str:
