@@ -114,9 +114,10 @@ class Arrivals:
             self.max_backlog = self.backlog
         if self.backlog and not self._warned:
             self._warned = True
-            log.warning("arrival rate cannot be met: %s %s arrivals at %.6g/s (load %.3g) on %d s blocks need more "
-                        "than the %d transactions it may have in flight; %d wait for later blocks",
-                        self.agent or "an agent", self.process, self.rate, load, block_time, limit or 0, self.backlog)
+            log.warning("arrival rate cannot be met: %s's %s arrivals at %.6g/s (load %.3g) on %d s blocks come "
+                        "faster than its in-flight limit lets it send (room for %d at chain time %d); %d wait for "
+                        "later blocks", self.agent or "an agent", self.process, self.rate, load, block_time,
+                        limit or 0, now, self.backlog)
         return take
 
     def next_time(self) -> int | None:

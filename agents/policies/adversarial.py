@@ -73,7 +73,7 @@ class AdversarialPolicy(Policy):
             raise PolicyError(f"adversarial: unknown attack {self.attack!r}; expected one of {ATTACKS}")
         self.budget = parse_wei(p["budget"])
         self.max_in_flight = int(p["max_in_flight"])
-        self.arrivals = Arrivals.from_params(p)
+        self.arrivals = Arrivals.from_params(p, agent=f"agent {self.agent_id}")
         self._next = 0
         self._copied: set[tuple[str, int, int, tuple[int, ...]]] = set()
         self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()

@@ -55,7 +55,7 @@ class HonestPolicy(Policy):
         self.give_up_s = parse_duration_s(p["give_up_s"])
         self.max_in_flight = int(p["max_in_flight"])
         self.report = bool(p["report"])
-        self.arrivals = Arrivals.from_params(p)
+        self.arrivals = Arrivals.from_params(p, agent=f"agent {self.agent_id}")
         self._next = 0
         self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
 
