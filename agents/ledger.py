@@ -44,6 +44,9 @@ class LedgerRecord:
     received: int = 0  # wei paid out to the sender (refund, report, excess)
     reason: str = ""
     replaces: str = ""  # hash of the transaction this one replaces (same nonce, higher fees)
+    # Claims (refund, report/take, take-all): the addData transaction of the contribution claimed, the
+    # join key with contributions.parquet's tx_hash. Empty for other actions or an unknown target.
+    target_tx: str = ""
 
     @property
     def fee_paid(self) -> int:

@@ -118,6 +118,7 @@ class TickReport:
     step_ms: float = 0.0
     errors: list[str] = field(default_factory=list)
     by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
+    warnings: list[str] = field(default_factory=list)  # what a policy cannot do on this node (once each)
 
 
 @dataclass
@@ -127,6 +128,8 @@ class _Pending:
     contribution: Contribution | None
     raw_args: tuple[bytes, int, int]  # calldata, value, gas: what a replacement re-sends
     target: PublicContribution | None = None
+    reserved: int = 0  # its worst-case cost, counted against the sender's budget while pending
+    claim_key: tuple[str, int, int, tuple[int, ...]] | None = None  # refunds and reports: what they claim
 
 
 class Agent:
@@ -140,6 +143,8 @@ class Agent:
         self.contributions: list[Contribution] = []
         self.in_flight = 0
         self.spent = 0
+        self.reserved = 0  # worst-case cost of its pending transactions (value + gas limit * max fee)
+        self.claims_in_flight: set[tuple[str, int, int, tuple[int, ...]]] = set()
 
     def new_contribution(self, sample: Sample) -> Contribution:
         c = Contribution(len(self.contributions), sample.data, sample.label)
@@ -198,6 +203,8 @@ class ShardCore:
         self.last_block = -1
         self.last_update = 0
         self.acting = True
+        self.settling = False  # settlement: agents stop adding and only claim
+        self._warned: set[str] = set()
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
         self._cache: dict[Any, asyncio.Future[Any]] = {}
@@ -218,8 +225,14 @@ class ShardCore:
     def addresses(self) -> list[str]:
         return [a.wallet.address for a in self.agents]
 
-    async def stop_acting(self) -> None:
-        self.acting = False
+    async def stop_acting(self, settle: bool = False) -> None:
+        """End the run's acting phase. settle=True: agents stop adding data but keep their claim loops
+        (each reports its next claim moment as next_wake, FINISHED once nothing is left to claim);
+        settle=False: every agent stops at once."""
+        if settle:
+            self.settling = True
+        else:
+            self.acting = False
 
     async def close(self) -> None:
         if self.client is not None:
@@ -252,6 +265,7 @@ class ShardCore:
         report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
         report.by_group = self._group_counts()
+        report.warnings = self._policy_warnings()
         wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
         report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
         report.finished = report.next_wake == FINISHED and not self.pending
@@ -278,8 +292,19 @@ class ShardCore:
             block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=self.config.block_time,
             mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
             in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
-            load=block.load,
+            load=block.load, settling=self.settling, claims_in_flight=frozenset(agent.claims_in_flight),
+            reserved=agent.reserved, fee_cap=agent.fees.price(block.base_fee)[1],
         )
+
+    def _policy_warnings(self) -> list[str]:
+        """What policies said they cannot do on this node (e.g. no txpool methods), once each."""
+        out = []
+        for a in self.agents:
+            for w in getattr(a.policy, "warnings", ()):
+                if w not in self._warned:
+                    self._warned.add(w)
+                    out.append(w)
+        return out
 
     # Free calls, each made once per tick however many agents ask (futures shared through the cache).
 
@@ -343,16 +368,48 @@ class ShardCore:
         await self._answer(agent, obs)
         actions = agent.policy.decide(obs)
         sends = []
+        queued = 0
         for action in actions:
             if len(self.pending) + len(sends) >= self.config.max_in_flight:
                 break  # back-pressure: the policy will decide again next block
             if agent.wallet.needs_resync:
                 break
+            cost = self._worst_cost(agent, action, block)
+            budget = getattr(agent.policy, "budget", None)
+            if budget is not None and agent.spent + agent.reserved + queued + cost > budget:
+                refused = getattr(agent.policy, "refused", None)
+                if refused is not None:
+                    refused(action, "budget")
+                continue
+            queued += cost  # reserved only once sent, below: count it for this block's later actions
             job = self._prepare(agent, action, block)
             if job is not None:
                 sends.append(self._send(*job, report=report))
         if sends:
             await asyncio.gather(*sends)
+
+    def _gas_of(self, action: Action) -> tuple[int, int]:
+        """(gas limit, value) an action would be sent with."""
+        model, k = self.config.model_contract, self.config.n_classes
+        if isinstance(action, AddData):
+            return gas_limits.add_data_gas(len(action.sample.data), model, k), action.value
+        if isinstance(action, Refund):
+            return 0, 0  # the contribution's size is known only to the agent: see _affordable
+        if isinstance(action, Report):
+            return gas_limits.report_gas(len(action.target.data), model, k), 0
+        if isinstance(action, PredictTx):
+            return gas_limits.predict_gas(len(action.data), model, k), 0
+        raise TypeError(f"unknown action {action!r}")
+
+    def _worst_cost(self, agent: Agent, action: Action, block: BlockInfo) -> int:
+        """The most an action can cost its sender: value + gas limit * max fee (a policy's budget must
+        hold even if everything pending costs that)."""
+        gas, value = self._gas_of(action)
+        if isinstance(action, Refund):
+            c = agent.by_id(action.contribution_id)
+            gas = gas_limits.refund_gas(len(c.data), self.config.model_contract, self.config.n_classes)
+        stance = replace(agent.fees, tip=action.tip) if action.tip is not None else agent.fees
+        return value + gas * stance.price(block.base_fee)[1]
 
     def _prepare(self, agent: Agent, action: Action, block: BlockInfo
                  ) -> tuple[Agent, str, bytes, int, int, BlockInfo, Contribution | None, PublicContribution | None,
@@ -396,9 +453,16 @@ class ShardCore:
             sender=agent.wallet.address, nonce=nonce, tx_hash=tx.hash_hex, gas_limit=gas, max_fee=max_fee,
             max_priority_fee=tip_used, value=value, submitted_wall=time.time(), submitted_block=block.number,
             replaces=replaces.record.tx_hash if replaces else "",
+            target_tx=(c.add_tx if kind == "refund" and c is not None else target.tx_hash if target is not None else ""),
         )
         self.records.append(record)
-        self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target)
+        claim_key = (None if kind not in ("refund", "report") else target.key if target is not None
+                     else (agent.wallet.address, c.added_time, c.label, c.data) if c is not None else None)
+        reserved = value + gas * max_fee
+        agent.reserved += reserved
+        if claim_key is not None:
+            agent.claims_in_flight.add(claim_key)
+        self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target, reserved, claim_key)
         self._meta[tx.hash_hex] = (c, (data, value, gas), target)
         self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
         agent.in_flight += 1
@@ -442,7 +506,7 @@ class ShardCore:
                     a = decoded[1]
                     self.public.append(PublicContribution(
                         a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]), int(a["cost"]),
-                        int(log["blockNumber"], 16)))
+                        int(log["blockNumber"], 16), log.get("transactionHash") or ""))
         ours: list[tuple[str, int]] = []
         read_upto = self.last_block
         for n, header in zip(numbers, results):
@@ -477,6 +541,7 @@ class ShardCore:
                     r.deposit = c.deposit = int(data[2 + 192:2 + 256], 16)
                     r.received = r.value - r.deposit
                     c.state = ContributionState.ADDED
+                    c.add_tx = r.tx_hash
                     continue
                 topic = bytes.fromhex(topics[0][2:]) if topics else b""
                 abi = self._events.get(topic)
@@ -490,6 +555,7 @@ class ShardCore:
                     c.added_time = int(args["t"])
                     c.deposit = r.deposit
                     c.state = ContributionState.ADDED
+                    c.add_tx = r.tx_hash
                 elif name == "Refund" and r.action == "refund" and c is not None:
                     r.received = int(args.get("amount", 0))
                     c.refunded = r.received
@@ -537,6 +603,9 @@ class ShardCore:
         if reason:
             r.reason = reason
         p.agent.in_flight -= 1
+        p.agent.reserved -= p.reserved
+        if p.claim_key is not None and status is not TxStatus.REPLACED:
+            self._claim_settled(p, status)
         if status in (TxStatus.INCLUDED, TxStatus.REVERTED):
             p.agent.spent += r.gas_used * r.effective_gas_price
             if status is TxStatus.INCLUDED:
@@ -553,6 +622,19 @@ class ShardCore:
                 c.state = ContributionState.FAILED
             elif c is not None and c.state is ContributionState.REFUND_SENT:
                 c.state = ContributionState.ADDED
+
+    def _claim_settled(self, p: _Pending, status: TxStatus) -> None:
+        """Tell the policy how its claim ended (unless a sibling of the same nonce is still pending)."""
+        assert p.claim_key is not None
+        r = p.record
+        if status is TxStatus.DROPPED and any(h in self.pending for h in self.by_nonce.get((r.sender, r.nonce), [])):
+            return
+        p.agent.claims_in_flight.discard(p.claim_key)
+        added = p.claim_key[1]
+        when = r.included_time if r.included_time >= 0 else added
+        last_window = when - added >= self.mechanism.any_address_claim_wait
+        p.agent.policy.claim_settled(p.claim_key, r.action, status is TxStatus.INCLUDED, r.reason, when,
+                                     last_window)
 
     async def _replace_stuck(self, block: BlockInfo, report: TickReport) -> None:
         """Re-send transactions pending too long with the same nonce and fees raised enough for the
@@ -575,6 +657,10 @@ class ShardCore:
             stance = replace(p.agent.fees, tip=max(int(r.max_priority_fee * bump) + 1, p.agent.fees.tip),
                              floor=int(r.max_fee * bump) + 1, cap=None)
             data, value, gas = p.raw_args
+            budget = getattr(p.agent.policy, "budget", None)
+            if budget is not None and (p.agent.spent + p.agent.reserved + value + gas * stance.price(block.base_fee)[1]
+                                       > budget):
+                continue  # the original stays in charge: a costlier copy could break the budget
             jobs.append(self._send(p.agent, r.action, data, value, gas, block, p.contribution, p.target, None,
                                    report=report, nonce=r.nonce, replaces=p, fees=stance))
         await asyncio.gather(*jobs)
@@ -630,6 +716,18 @@ class ShardCore:
             self._finish(h, TxStatus.DROPPED, reason="dropped from the pool (chaos)")
             p.agent.wallet.invalidate_nonce()
         return len(ours)
+
+    def target_tx_of(self, action: str, args: list[Any], c: Contribution | None) -> str:
+        """The addData transaction a claim sent by one of our agents targets (decoded `args` of the
+        call), for records rebuilt from the chain: the join key with the contributions table."""
+        if action == "refund":
+            return c.add_tx if c is not None else ""
+        if action == "report" and len(args) >= 4:
+            key = (str(args[3]).lower(), int(args[2]), int(args[1]), tuple(int(x) for x in args[0]))
+            for p in self.public:
+                if (p.author.lower(), p.added_time, p.label, p.data) == key:
+                    return p.tx_hash
+        return ""
 
     def snapshot(self, block: int) -> bytes:
         """This shard's state between ticks (no keys), for a replacement if this actor dies."""
@@ -725,7 +823,7 @@ class ShardCore:
             agent.in_flight += 1
             c, raw_args, target = self._meta[r.tx_hash]
             if c is not None and r.action == "add":
-                c.state, c.added_time, c.deposit = ContributionState.SUBMITTED, -1, 0
+                c.state, c.added_time, c.deposit, c.add_tx = ContributionState.SUBMITTED, -1, 0, ""
             elif c is not None and r.action == "refund":
                 c.state, c.refunded = ContributionState.REFUND_SENT, 0
             self.pending[r.tx_hash] = _Pending(r, agent, c, raw_args, target)
@@ -775,7 +873,8 @@ class ShardCore:
 
     def agent_summaries(self) -> list[dict[str, Any]]:
         return [{"agent": a.id, "group": a.group, "policy": a.policy.name, "address": a.wallet.address,
-                 "spent": a.spent, "contributions": len(a.contributions)} for a in self.agents]
+                 "spent": a.spent, "contributions": len(a.contributions), "reasons": a.policy.reasons()}
+                for a in self.agents]
 
 
 def _ray_node_id() -> str | None:

@@ -137,6 +137,7 @@ def _adopt_one(core: ShardCore, agent: Any, tx: dict[str, Any], from_block: int)
         max_fee=int(tx.get("maxFeePerGas") or tx.get("gasPrice") or "0x0", 16),
         max_priority_fee=int(tx.get("maxPriorityFeePerGas") or "0x0", 16), value=value,
         submitted_wall=time.time(), submitted_block=from_block - 1, reason="adopted after a shard restart",
+        target_tx=core.target_tx_of(action, args, c),
     )
     record.status = TxStatus.PENDING
     core.records.append(record)

@@ -58,6 +58,7 @@ def test_honest_adds_true_labels_and_refunds_when_model_agrees():
     o = obs(contributions=mine)
     assert (1, 2) in p.wants(o).predictions
     o.predictions[(1, 2)] = 1
+    o.claimable[(ME, 900_000, 1, (1, 2))] = 5
     assert Refund(0) in p.decide(o)
     o2 = obs(contributions=[Contribution(0, (1, 2), 1, ContributionState.ADDED, added_time=999_990, deposit=5)])
     assert not p.wants(o2).predictions  # the refund wait has not passed
@@ -66,12 +67,14 @@ def test_honest_adds_true_labels_and_refunds_when_model_agrees():
 def test_honest_does_not_refund_when_model_disagrees():
     p = policy("honest")
     o = obs(contributions=[Contribution(0, (1, 2), 1, ContributionState.ADDED, added_time=900_000, deposit=5)])
+    p.wants(o)
     o.predictions[(1, 2)] = 0
-    assert not any(isinstance(a, Refund) for a in p.decide(o))
+    o.claimable[(ME, 900_000, 1, (1, 2))] = 5
+    assert not any(isinstance(a, (Refund, Report)) for a in p.decide(o))
 
 
 def test_unknown_parameter_is_an_error():
-    with pytest.raises(PolicyError, match="unknown parameter"):
+    with pytest.raises(PolicyError, match="unknown parameter; did you mean 'rate'"):
         policy("honest", {"rat": 1})
 
 
@@ -115,20 +118,33 @@ def test_greedy_does_not_take_when_the_model_agrees_or_it_has_no_verified_data()
     o = obs(public=[c], num_valid=1, total_good=2)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 1
-    assert not any(isinstance(a, Report) for a in policy("greedy").decide(o))
+    g = policy("greedy")
+    g.wants(o)
+    assert not any(isinstance(a, Report) for a in g.decide(o))
     o2 = obs(public=[c], num_valid=0, total_good=2)
     o2.claimable[c.key] = c.deposit
     o2.predictions[c.data] = 0
-    assert not any(isinstance(a, Report) for a in policy("greedy").decide(o2))
+    g = policy("greedy")
+    g.wants(o2)
+    assert not any(isinstance(a, Report) for a in g.decide(o2))
 
 
 def test_greedy_collects_everything_once_the_last_window_opens():
-    own = rival(age_s=10 * 86_400, author=ME)
-    o = obs(public=[own], num_valid=0, total_good=0)
-    o.claimable[own.key] = own.deposit
-    o.predictions[own.data] = own.label  # even if the model agrees, the remainder is anyone's now
-    reports = [a for a in policy("greedy").decide(o) if isinstance(a, Report)]
-    assert [r.target for r in reports] == [own]
+    # Its own contribution, ten days old: a refund if the model agrees (it also counts as verified),
+    # else the whole remainder by a take-all report; someone else's the same, after the grace.
+    mine = Contribution(0, (5, 6, 7), 1, ContributionState.ADDED, added_time=1_000_000 - 10 * 86_400, deposit=10**16)
+    theirs = rival(age_s=10 * 86_400)
+    own_key = (ME, mine.added_time, 1, mine.data)
+    for agrees, expected in ((True, Refund), (False, Report)):
+        g = policy("greedy")
+        o = obs(contributions=[mine], public=[theirs], num_valid=0, total_good=0)
+        w = g.wants(o)
+        assert {c.key for c in w.claimable} == {own_key, theirs.key}
+        o.claimable[own_key] = o.claimable[theirs.key] = 10**16
+        o.predictions[mine.data] = 1 if agrees else 0
+        acts = g.decide(o)
+        assert [type(a) for a in acts] == [expected, Report]
+        assert acts[1].target == theirs  # the model's view does not matter any more
 
 
 def test_greedy_skips_a_take_whose_fee_exceeds_the_reward():
@@ -136,9 +152,10 @@ def test_greedy_skips_a_take_whose_fee_exceeds_the_reward():
     o = obs(public=[c], num_valid=1, total_good=1, base_fee=100 * GWEI)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 0
-    assert not any(isinstance(a, Report) for a in policy("greedy").decide(o))
-
-
+    g = policy("greedy")
+    g.wants(o)
+    assert not any(isinstance(a, Report) for a in g.decide(o))
+    assert g.reasons()["fee above reward"] == 1
 # ---- adversarial -----------------------------------------------------------------------------
 
 
@@ -196,8 +213,10 @@ def test_attacks_stop_when_the_budget_is_spent():
 
 
 def test_unknown_attack_is_an_error():
-    with pytest.raises(PolicyError, match="unknown attack"):
+    with pytest.raises(PolicyError, match="unknown attack 'nuke'; expected one of: label_flip"):
         policy("adversarial", {"attack": "nuke"})
+    with pytest.raises(PolicyError, match="did you mean 'label_flip'"):
+        policy("adversarial", {"attack": "label_flp"})
 
 
 # ---- karma seeker ----------------------------------------------------------------------------

@@ -108,6 +108,11 @@ async def test_honest_agents_add_then_refund(anvil, client, tx, compiled, dev, c
     assert "pending" not in statuses
     assert statuses == {"included": 18}
     assert sorted(cols["action"]) == ["add"] * 9 + ["refund"] * 9
+    # each refund names the addData it claims (the join key with contributions.parquet)
+    adds = {h for h, a in zip(cols["tx_hash"], cols["action"]) if a == "add"}
+    targets = [t for t, a in zip(cols["target_tx"], cols["action"]) if a == "refund"]
+    assert sorted(targets) == sorted(adds)
+    assert all(t == "" for t, a in zip(cols["target_tx"], cols["action"]) if a == "add")
 
     # the ledger's deposits are the chain's AddData costs, and every deposit came back
     trainer_abi = system.abis["CollaborativeTrainer"]

@@ -10,13 +10,18 @@ reproducible.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from .claims import ClaimLoop
 
 FINISHED = 2**63 - 1  # next_wake value: this agent will never act again
 
@@ -42,6 +47,7 @@ class Contribution:
     refunded: int = 0
     last_check_time: int = -1  # when the policy last asked the model about it
     abandoned: bool = False  # the policy stopped trying to claim it
+    add_tx: str = ""  # hash of the addData transaction that put it on chain (once mined)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class PublicContribution:
     added_time: int
     deposit: int
     block: int
+    tx_hash: str = ""  # the addData transaction (claims record it as their target)
 
     @property
     def key(self) -> tuple[str, int, int, tuple[int, ...]]:
@@ -101,6 +108,17 @@ class Wants:
     def __bool__(self) -> bool:
         return bool(self.predictions or self.claimable or self.claimed or self.num_valid or self.pool)
 
+    def merge(self, other: Wants) -> Wants:
+        """Both sets of questions (the claim loop's and the policy's own)."""
+        seen = {c.key for c in self.claimable}
+        self.predictions |= other.predictions
+        self.claimable += [c for c in other.claimable if c.key not in seen]
+        seen = {c.key for c in self.claimed}
+        self.claimed += [c for c in other.claimed if c.key not in seen]
+        self.num_valid = self.num_valid or other.num_valid
+        self.pool = self.pool or other.pool
+        return self
+
 
 @dataclass
 class Observation:
@@ -122,6 +140,12 @@ class Observation:
     total_good: int | None = None
     pool_pending: int | None = None
     load: float = 1.0  # the current phase's multiplier of arrival rates
+    # Settlement: the run has stopped taking contributions; agents only claim what they can.
+    settling: bool = False
+    # Keys of the contributions this agent has a claim (refund or report) in flight for.
+    claims_in_flight: frozenset[tuple[str, int, int, tuple[int, ...]]] = frozenset()
+    reserved: int = 0  # the most its in-flight transactions can still cost (value + gas limit * max fee)
+    fee_cap: int = 0  # the max fee per gas its wallet would sign now (0: unknown)
 
     def deposit_now(self) -> int:
         """The deposit an add mined in the next block would pay."""
@@ -194,16 +218,25 @@ class Policy:
     # A plugin that declares nothing is neither in the honest baseline nor counted as an attacker.
     role: ClassVar[str] = UNSPECIFIED
     needs_public: ClassVar[bool] = False
+    # Plugins may declare their parameters either way: a pydantic model (`Params`, extra keys
+    # forbidden), or a dict of defaults (`param_defaults`, unknown keys refused).
+    Params: ClassVar[type[BaseModel] | None] = None
     param_defaults: ClassVar[dict[str, Any]] = {}
+    budget: int | None = None  # wei: the shard sends nothing that could take spending past it
+    claims: ClaimLoop | None = None
 
     def __init__(self, ctx: PolicyContext):
         self.agent_id = ctx.agent_id
         self.rng = ctx.rng
-        unknown = set(ctx.params) - set(self.param_defaults) - {"rate"}
-        if self.param_defaults and unknown:
-            raise PolicyError(f"policy {self.name!r}: unknown parameter(s) {sorted(unknown)}; "
-                              f"allowed: {sorted(self.param_defaults)}")
-        self.params = {**self.param_defaults, **ctx.params}
+        problems = params_problems(type(self), ctx.params)
+        if problems:
+            raise PolicyError(f"policy {self.name!r}: " + "; ".join(f"{k}: {m}" for k, m in problems))
+        self.typed: Any = None  # the validated Params instance, when the class declares a model
+        if self.Params is not None:
+            self.typed = self.Params.model_validate(ctx.params)
+            self.params = self.typed.model_dump()
+        else:
+            self.params = {**self.param_defaults, **ctx.params}
         self.samples = list(ctx.samples)
         self.n_classes = ctx.n_classes
         self.dense = ctx.dense
@@ -230,6 +263,16 @@ class Policy:
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **self.params}
+
+    def claim_settled(self, key: tuple[str, int, int, tuple[int, ...]], action: str, ok: bool, reason: str,
+                      time: int, last_window: bool) -> None:
+        """A claim (refund or report) of this agent reached its final status."""
+        if self.claims is not None:
+            self.claims.settled(key, action, ok, reason, time, last_window)
+
+    def reasons(self) -> dict[str, int]:
+        """Counts of why the agent did not act when it could have (for its summary)."""
+        return dict(self.claims.reasons) if self.claims is not None else {}
 
     def resume(self, adopted: list[Contribution]) -> None:
         """After a shard restart: these contributions were sent after the policy's last snapshot
@@ -276,11 +319,74 @@ def resolve_policy(name: str) -> type[Policy]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise PolicyError(f"policy {name!r}: cannot import module {module_name!r}: {e}") from e
+        raise PolicyError(f"policy {name!r}: cannot import module {module_name!r}: {_one_line(e)}") from e
+    except Exception as e:  # noqa: BLE001 - a plugin's own error (syntax, a raise at import) is the user's
+        raise PolicyError(f"policy {name!r}: plugin module {module_name!r} failed to import: "
+                          f"{type(e).__name__}: {_one_line(e)}") from e
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Policy)):
         raise PolicyError(f"policy {name!r}: {target} is not a subclass of agents.policies.base.Policy")
     return cls
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# Keys every group passes whatever its policy (the scenario's group fields).
+COMMON_KEYS = ("rate", "arrival", "burst_size", "burst_every")
+
+
+def params_problems(cls: type[Policy], params: dict[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with `params` for this policy class, as (dotted key, message) pairs."""
+    if cls.Params is not None:
+        try:
+            cls.Params.model_validate(params)
+        except ValidationError as e:
+            return [_explain(cls.Params, err) for err in e.errors()]
+        return []
+    if not cls.param_defaults:
+        return []  # a plugin that declares nothing takes anything
+    allowed = set(cls.param_defaults) | set(COMMON_KEYS)
+    return [(k, _unknown_key(k, allowed)) for k in sorted(set(params) - allowed)]
+
+
+def _unknown_key(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown parameter; {hint}allowed: {', '.join(sorted(allowed))}"
+
+
+def _explain(model: type[BaseModel], err: Any) -> tuple[str, str]:
+    loc = ".".join(str(x) for x in err.get("loc", ()))
+    if err.get("type") == "extra_forbidden":
+        return loc, _unknown_key(loc, set(model.model_fields))
+    msg = str(err.get("msg", "invalid"))
+    value = err.get("input")
+    options = (err.get("ctx") or {}).get("expected")
+    if err.get("type") == "literal_error" and options:
+        choices = [o.strip(" '") for o in str(options).replace(" or ", ",").split(",") if o.strip(" '")]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return loc, f"unknown {loc} {_short(value)}; {hint}expected one of: {', '.join(choices)}"
+    return loc, f"{msg}, got {_short(value)}" if value is not None and not isinstance(value, dict) else msg
+
+
+def _short(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def validate_params(policy: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """For scenario validation: the problems with a group's `params` for its policy, as
+    (dotted key under the group's params, message); empty when they are fine. A policy that cannot
+    be resolved is one problem at key ''."""
+    try:
+        cls = resolve_policy(policy)
+    except PolicyError as e:
+        return [("", str(e))]
+    return params_problems(cls, params)
 
 
 def group_role(policy: str, override: str | None = None) -> str:

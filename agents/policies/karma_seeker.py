@@ -1,57 +1,61 @@
 """Karma seeker: maximises points under the gamification (Points) mechanism.
 
-Decision rule, each block:
+Point by point against the reference simulation (microsoft/0xDeCA10B, simulation/), whose agents
+play deposits, not points: the karma seeker plays the same claim loop (agents/policies/claims.py),
+scored in points instead of ether.
 * Adds many cheap contributions the model already agrees with: for each of its samples it asks the
   model (free call) and submits the model's own prediction as the label (always "agreed"), then
   `near_duplicates` variants of the same sample, each missing one feature (a dense input: two of its
   components swapped).
-* Validates each contribution at the earliest moment (the refund wait just passed), when the model
-  still agrees.
-* Reports rivals: contributions of others past the wait that the model now rejects, which blocks
-  their validation for good (it earns nothing, but the rival's score falls relative to its own).
+* Validates each contribution (Points' `refund`) at the earliest moment, the refund wait just
+  passed, when the model still agrees; rechecks on the shared grid until the last window if not.
+* Reports rivals: contributions of others whose wait ended within `rival_window_s` that the model
+  now rejects, which blocks their validation for good (it earns nothing, but the rival's score
+  falls relative to its own); each rival is looked at once, and a report refused because someone
+  claimed first is not retried.
+* Under Deposit, Refund and Take it plays the full money loop like every other policy: refunds,
+  takes within its verified count, take-all after the last window.
+* Settlement: stops adding, keeps validating and reporting; `next_wake` is its next claim moment.
 
 Parameters: rate (0.2/s), arrival (poisson), near_duplicates (2), report_rivals (true),
-rival_window_s (600: rivals whose wait ended this recently), max_in_flight (8).
+rival_window_s (600), max_in_flight (8), and the claim loop's (see honest).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from pydantic import Field
 
 from ..arrivals import Arrivals
-from .base import (
-    Action,
-    AddData,
-    ContributionState,
-    Observation,
-    Policy,
-    PolicyContext,
-    PublicContribution,
-    Refund,
-    Report,
-    Sample,
-    Wants,
-)
+from .base import Action, AddData, Observation, Policy, PolicyContext, Sample, Wants
+from .claims import ClaimLoop
+from .params import ClaimParams, Duration
+
+
+class KarmaSeekerParams(ClaimParams):
+    rate: float = Field(0.2, ge=0)
+    near_duplicates: int = Field(2, ge=0)
+    report_rivals: bool = True
+    rival_window_s: Duration = 600
+    max_in_flight: int = Field(8, ge=1)
 
 
 class KarmaSeekerPolicy(Policy):
     name: ClassVar[str] = "karma_seeker"
     role: ClassVar[str] = "opportunist"
     needs_public: ClassVar[bool] = True
-    param_defaults: ClassVar[dict[str, Any]] = {
-        "rate": 0.2, "arrival": "poisson", "near_duplicates": 2, "report_rivals": True, "rival_window_s": 600,
-        "max_in_flight": 8,
-        "burst_size": 10, "burst_every": 60, "max_gap": None,
-    }
+    Params = KarmaSeekerParams
 
     def __init__(self, ctx: PolicyContext):
         super().__init__(ctx)
-        self.max_in_flight = int(self.params["max_in_flight"])
-        self.near = int(self.params["near_duplicates"])
+        p: KarmaSeekerParams = self.typed
+        self.max_in_flight = p.max_in_flight
+        self.near = p.near_duplicates
         self.arrivals = Arrivals.from_params(self.params)
+        self.claims = ClaimLoop(p.claim_rules(points_reports=p.report_rivals, rival_window_s=p.rival_window_s))
         self._queue: list[tuple[int, ...]] = []  # feature sets waiting for the model's label
         self._next = 0
-        self._reported: set[tuple[str, int, int, tuple[int, ...]]] = set()
 
     def _variants(self, data: tuple[int, ...]) -> list[tuple[int, ...]]:
         """The sample and near-duplicates of it, each missing one feature (so they stay within the
@@ -78,50 +82,30 @@ class KarmaSeekerPolicy(Policy):
                 out.append(tuple(v))
         return out
 
-    def _due(self, obs: Observation) -> list[int]:
-        return [c.id for c in obs.contributions
-                if c.state is ContributionState.ADDED and obs.time >= c.added_time + obs.mechanism.refund_wait]
-
-    def _rivals(self, obs: Observation) -> list[PublicContribution]:
-        if not self.params["report_rivals"]:
-            return []
-        # Rivals validate as soon as they can, after which a report fails: only contributions whose
-        # wait ended within the last `rival_window_s` are worth a look (and a free call).
-        lo = obs.mechanism.refund_wait
-        hi = lo + int(self.params["rival_window_s"])
-        return [c for c in obs.public if c.author != obs.address and c.key not in self._reported
-                and lo <= obs.time - c.added_time <= hi]
+    def adding(self, obs: Observation) -> bool:
+        return (self._next < len(self.samples) or bool(self._queue)) and not obs.settling
 
     def wants(self, obs: Observation) -> Wants:
-        w = Wants()
+        assert self.claims is not None
+        w = self.claims.wants(obs)
+        if not self.adding(obs):
+            return w
         if self._next < len(self.samples):
             # Ask about the next few samples and their variants: the label will be the model's own.
             n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
             for s in self.samples[self._next:self._next + n]:
                 self._queue.extend(self._variants(s.data))
             self._next += n
-        w.predictions = set(self._queue)
-        w.predictions |= {obs.contributions[i].data for i in self._due(obs)}
-        rivals = self._rivals(obs)
-        w.predictions |= {c.data for c in rivals}
-        w.claimed = rivals
+        w.predictions |= set(self._queue)
         return w
 
     def decide(self, obs: Observation) -> list[Action]:
-        actions: list[Action] = []
+        assert self.claims is not None
         budget = self.max_in_flight - obs.in_flight
-        for cid in self._due(obs):
-            c = obs.contributions[cid]
-            if budget > 0 and obs.predictions.get(c.data) == c.label:
-                actions.append(Refund(cid))
-                budget -= 1
-        for c in self._rivals(obs):
-            if budget <= 0:
-                break
-            if not obs.claimed.get(c.key, True) and obs.predictions.get(c.data, c.label) != c.label:
-                self._reported.add(c.key)
-                actions.append(Report(c))
-                budget -= 1
+        actions: list[Action] = self.claims.decide(obs, max(budget, 0))
+        budget -= len(actions)
+        if not self.adding(obs):
+            return actions
         keep = []
         for data in self._queue:
             if budget > 0 and data in obs.predictions:
@@ -131,3 +115,9 @@ class KarmaSeekerPolicy(Policy):
                 keep.append(data)
         self._queue = keep
         return actions
+
+    def next_wake(self, obs: Observation) -> int | None:
+        assert self.claims is not None
+        if self.adding(obs) or obs.in_flight:
+            return None
+        return self.claims.next_moment(obs)

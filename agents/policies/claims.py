@@ -1,0 +1,304 @@
+"""The claim loop every built-in policy runs: what a participant maximising its own money claims, when.
+
+Facts from the reference simulation's agent (microsoft/0xDeCA10B, simulation/decai/simulation/
+simulate.py), and how this loop follows or departs from them:
+1. The reference agent, each time it wakes, walks the contributions not yet fully claimed in order
+   of addition. Here each agent keeps its own view of every public contribution (the trainer's
+   AddData logs) and of its own, and acts on those whose moment has come.
+2. Own contribution past the refund wait: the reference tries `refund` (the contract rejects it if
+   the model disagrees). Here the agent first asks the model with a free `predict` call and sends
+   the refund only when it agrees, so a refused refund costs no gas; if the model disagrees it asks
+   again at each step of a shared grid of chain time (`recheck_s`), until the last window opens.
+3. Someone else's contribution past the refund wait: the reference tries `report` (rejected unless
+   the model disagrees and the reporter has verified contributions). Here: a free `predict`, the
+   remaining deposit and the agent's verified count first; it reports when the model disagrees, the
+   remainder is above 0, it has verified contributions (the contract pays
+   deposit * numValid / totalGoodDataCount, at most the remainder) and the reward exceeds the fee.
+   A reporter takes once per contribution before the last window (the contract refuses a second).
+4. Past the any-address window: the reference takes the entire remainder of anything, its own
+   included. Here too, own contributions first (at the window's opening: a refund if the model
+   agrees, since it also counts as verified, else a take-all `report`); others' after
+   `take_all_grace_s` more, so the author, who wakes for its own deposit, normally takes it first
+   and the others find nothing left instead of racing it into reverted transactions.
+5. The reference removes a contribution from its list once nothing is claimable; here a
+   contribution is done once its remainder reads 0, or a claim reverts for a reason that cannot
+   change (already claimed, nothing left). Any other failure (dropped, out of gas, the model
+   changed its mind in between) is retried at the next moment; a take-all is tried at most
+   `max_attempts` times so that a contribution no one can ever claim does not keep the run going.
+6. The reference sends transactions for free. Here each claim pays gas, so a claim must be worth
+   more than its fee (`min_reward_over_fee`), and `next_wake` says when the next claim moment is, so
+   the orchestrator can skip idle days: the refund wait, the next recheck, the last window.
+
+Under Points (no deposits) the same loop validates the agent's own contributions (`refund`) when
+the model agrees, up to the last window, and, with `points_reports`, reports rivals the model
+rejects just after their wait ends (the first claim blocks their validation; it pays nothing).
+A prediction market has no claims (its shard collects at the end): the loop stays idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .base import (
+    FINISHED,
+    Action,
+    Contribution,
+    ContributionState,
+    Observation,
+    PublicContribution,
+    Refund,
+    Report,
+    Wants,
+)
+
+Key = tuple[str, int, int, tuple[int, ...]]
+REPORT_GAS = 120_000  # typical gas of a report or refund: what a claim's fee is weighed with
+HOUR = 3600
+# Reverts that a later attempt cannot turn into a success.
+FINAL_REVERTS = ("AlreadyClaimed", "NothingLeftToClaim", "EarlierClaimExists", "CannotTakeOwnDeposit",
+                 "CannotReportOwnContribution", "ContributionNotFound")
+
+
+@dataclass
+class ClaimRules:
+    refund: bool = True  # claim its own deposits back when the model agrees
+    report: bool = True  # take from others' deposits the model rejects (within its verified count)
+    take_all: bool = True  # take whatever is left once the any-address window opens
+    points_reports: bool = False  # under Points: report rivals the model rejects
+    recheck_s: int | None = None  # None: the mechanism's refund wait, between 1 minute and 6 hours
+    give_up_s: int | None = None  # stop asking for its own refund this long after adding (take-all still)
+    take_all_grace_s: int = 60  # others' take-all waits this long after the author's
+    rival_window_s: int = 600  # Points: rivals are looked at this long after their wait ends
+    max_attempts: int = 5  # take-all attempts per contribution
+    min_reward_over_fee: int = 0  # wei a claim must bring beyond its fee
+
+
+def own_key(address: str, c: Contribution) -> Key:
+    return (address, c.added_time, c.label, c.data)
+
+
+@dataclass
+class ClaimLoop:
+    rules: ClaimRules = field(default_factory=ClaimRules)
+    # Greedy raises its tip for valuable claims: (obs, reward) -> tip or None for the default.
+    tip_for: Callable[[Observation, int], int | None] | None = None
+
+    def __post_init__(self) -> None:
+        self._checked: dict[Key, int] = {}  # when the model (or the remainder) was last asked about it
+        self._took: set[Key] = set()  # took its share before the last window: the contract refuses another
+        self._done: set[Key] = set()  # nothing more to claim, ever
+        self._attempts: dict[Key, int] = {}
+        self._valid: int | None = None  # its verified count, as last read
+        self._due_own: list[Contribution] = []
+        self._due_others: list[PublicContribution] = []
+        self.reasons: dict[str, int] = {}  # why claims were not sent (counts), for the summary
+
+    # ---- moments ---------------------------------------------------------------------------------
+
+    def recheck_s(self, obs: Observation) -> int:
+        if self.rules.recheck_s:
+            return int(self.rules.recheck_s)
+        return min(max(obs.mechanism.refund_wait, 60), 6 * HOUR)
+
+    @staticmethod
+    def _grid_ceil(t: int, step: int) -> int:
+        # Moments on a grid shared by every agent: they all look in the same block, so the free calls
+        # are shared and idle time between grid points can be skipped.
+        return -(-t // step) * step
+
+    def _own_moment(self, obs: Observation, c: Contribution) -> int | None:
+        """When its own contribution should next be looked at (None: never again)."""
+        m = obs.mechanism
+        key = own_key(obs.address, c)
+        if key in self._done or c.state is not ContributionState.ADDED or c.abandoned:
+            return None
+        points = m.kind == "points"
+        if m.kind == "prediction_market" or (not points and c.deposit == 0):
+            return None
+        opens = c.added_time + m.refund_wait
+        last_window = c.added_time + m.any_address_claim_wait
+        last = self._checked.get(key)
+        if points:
+            if not self.rules.refund or obs.time >= self._points_horizon(obs, c):
+                return None
+            return opens if last is None else max(opens, self._grid_ceil(last + 1, self.recheck_s(obs)))
+        if obs.time >= last_window and self.rules.take_all:
+            if last is not None and last >= last_window and self._attempts.get(key, 0) >= self.rules.max_attempts:
+                return None
+            return last_window if last is None or last < last_window else last + obs.block_time
+        gave_up = self.rules.give_up_s is not None and obs.time >= c.added_time + int(self.rules.give_up_s)
+        if not self.rules.refund or gave_up:
+            return last_window if self.rules.take_all else None
+        nxt = opens if last is None else max(opens, self._grid_ceil(last + 1, self.recheck_s(obs)))
+        return min(nxt, last_window) if self.rules.take_all else nxt
+
+    def _points_horizon(self, obs: Observation, c: Contribution) -> int:
+        """Points has no take-all: validation is retried until `give_up_s`, else until the last window
+        (at least twice the refund wait, since a Points system may set all three waits equal)."""
+        m = obs.mechanism
+        if self.rules.give_up_s is not None:
+            return c.added_time + int(self.rules.give_up_s)
+        return c.added_time + max(m.any_address_claim_wait, 2 * m.refund_wait)
+
+    def _other_moment(self, obs: Observation, c: PublicContribution) -> int | None:
+        m = obs.mechanism
+        key = c.key
+        if key in self._done or c.author == obs.address or m.kind == "prediction_market":
+            return None
+        last = self._checked.get(key)
+        opens = c.added_time + m.refund_wait
+        if m.kind == "points":
+            if not self.rules.points_reports or last is not None:
+                return None
+            close = opens + self.rules.rival_window_s
+            return opens if obs.time <= close else None
+        if c.deposit == 0:
+            return None
+        take_all = c.added_time + m.any_address_claim_wait + self.rules.take_all_grace_s
+        take = None
+        if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0):
+            step = self.recheck_s(obs)
+            take = self._grid_ceil(opens, step) if last is None else max(opens, self._grid_ceil(last + 1, step))
+            if take >= take_all - self.rules.take_all_grace_s:
+                take = None
+        if obs.time >= take_all and self.rules.take_all:
+            if self._attempts.get(key, 0) >= self.rules.max_attempts:
+                return None
+            return take_all if last is None or last < take_all else last + obs.block_time
+        if not self.rules.take_all:
+            return take
+        return take_all if take is None else min(take, take_all)
+
+    # ---- the policy interface --------------------------------------------------------------------
+
+    def wants(self, obs: Observation) -> Wants:
+        own = [c for c in obs.contributions
+               if (t := self._own_moment(obs, c)) is not None and t <= obs.time
+               and own_key(obs.address, c) not in obs.claims_in_flight]
+        others = [c for c in obs.public
+                  if (t := self._other_moment(obs, c)) is not None and t <= obs.time
+                  and c.key not in obs.claims_in_flight]
+        self._due_own, self._due_others = own, others
+        w = Wants()
+        if not own and not others:
+            # The verified count decides whether reports are worth a look: read it now and then.
+            w.num_valid = self._valid is None and obs.mechanism.kind == "stakeable"
+            return w
+        w.predictions = {c.data for c in own} | {c.data for c in others}
+        if obs.mechanism.kind == "points":
+            w.claimed = [c for c in others]
+            return w
+        w.claimable = [_as_public(obs.address, c) for c in own] + others
+        w.num_valid = True
+        return w
+
+    def decide(self, obs: Observation, slots: int) -> list[Action]:
+        """Claims due now, at most `slots` of them."""
+        if obs.num_valid is not None:
+            self._valid = obs.num_valid
+        out: list[Action] = []
+        m = obs.mechanism
+        for c in self._due_own:
+            pc = _as_public(obs.address, c)
+            left = obs.claimable.get(pc.key)
+            agrees = obs.predictions.get(c.data)
+            if agrees is None or (m.kind != "points" and left is None):
+                self._count("unanswered")
+                continue  # the free call went unanswered: look again next block
+            self._checked[pc.key] = obs.time
+            if m.kind != "points" and left == 0:
+                self._done.add(pc.key)
+                continue
+            if len(out) >= slots:
+                self._count("in-flight limit")
+                continue
+            past_last = obs.time >= c.added_time + m.any_address_claim_wait
+            gave_up = self.rules.give_up_s is not None and obs.time >= c.added_time + int(self.rules.give_up_s)
+            if agrees == c.label and self.rules.refund and (not gave_up or past_last):
+                out.append(Refund(c.id))
+            elif past_last and self.rules.take_all and m.kind != "points":
+                self._attempts[pc.key] = self._attempts.get(pc.key, 0) + 1
+                out.append(Report(pc, tip=self._tip(obs, left or 0)))
+        for c in self._due_others:
+            agrees = obs.predictions.get(c.data)
+            if m.kind == "points":
+                if agrees is None or c.key not in obs.claimed:
+                    self._count("unanswered")
+                    continue
+                self._checked[c.key] = obs.time
+                if agrees != c.label and not obs.claimed[c.key] and len(out) < slots:
+                    out.append(Report(c))
+                continue
+            left = obs.claimable.get(c.key)
+            if left is None:
+                self._count("unanswered")
+                continue
+            self._checked[c.key] = obs.time
+            if left == 0:
+                self._done.add(c.key)
+                continue
+            age = obs.time - c.added_time
+            if age >= m.any_address_claim_wait + self.rules.take_all_grace_s:
+                reward = left
+            elif agrees is None:
+                self._count("unanswered")
+                continue
+            else:
+                reward = self.reward(obs, c, left, agrees)
+                if reward <= 0:
+                    continue
+            tip = self._tip(obs, reward)
+            if reward - REPORT_GAS * (obs.base_fee + (tip or 10**9)) <= self.rules.min_reward_over_fee:
+                self._count("fee above reward")
+                continue
+            if len(out) >= slots:
+                self._count("in-flight limit")
+                continue
+            if age >= m.any_address_claim_wait:
+                self._attempts[c.key] = self._attempts.get(c.key, 0) + 1
+            out.append(Report(c, tip=tip))
+        return out
+
+    def reward(self, obs: Observation, c: PublicContribution, left: int, prediction: int) -> int:
+        """What a take of someone else's contribution in the report window pays now (0: it would revert)."""
+        if prediction == c.label:
+            return 0  # the model agrees: the contract refuses the take
+        valid, total = obs.num_valid or 0, obs.total_good or 0
+        if valid == 0 or total == 0:
+            self._count("no verified contribution")
+            return 0
+        share = c.deposit * valid // total
+        return left if share == 0 or share > left else share
+
+    def next_moment(self, obs: Observation) -> int:
+        """The earliest chain time a claim may be due; FINISHED when nothing could ever be claimed."""
+        moments = [t for c in obs.contributions if (t := self._own_moment(obs, c)) is not None]
+        moments += [t for c in obs.public if (t := self._other_moment(obs, c)) is not None]
+        # A contribution of its own still in flight or being refunded may end as a claim later.
+        if any(c.state in (ContributionState.SUBMITTED, ContributionState.REFUND_SENT) for c in obs.contributions):
+            return obs.time
+        return min(moments) if moments else FINISHED
+
+    def settled(self, key: Key, action: str, ok: bool, reason: str, obs_time: int, last_window: bool) -> None:
+        """A claim of this agent reached a final status (told by the shard)."""
+        if ok:
+            if action == "refund":
+                self._valid = (self._valid or 0) + 1  # one more verified contribution
+            if action == "report" and not last_window:
+                self._took.add(key)
+            elif action == "report" or action == "refund":
+                self._done.add(key)
+            return
+        if any(r in reason for r in FINAL_REVERTS):
+            self._done.add(key)
+
+    def _tip(self, obs: Observation, reward: int) -> int | None:
+        return self.tip_for(obs, reward) if self.tip_for is not None else None
+
+    def _count(self, reason: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def _as_public(address: str, c: Contribution) -> PublicContribution:
+    return PublicContribution(address, c.data, c.label, c.added_time, c.deposit, -1, c.add_tx)
