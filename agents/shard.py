@@ -101,6 +101,9 @@ class BlockInfo:
     base_fee: int  # what the next block will charge
     load: float = 1.0  # the schedule's current multiplier of arrival rates
     fill: float = 0.0  # gas used / gas limit of this block
+    # Seconds per block from now on, as the run's clock has it (a block_time chaos event changes it);
+    # 0: not given, the shard's configured block time.
+    block_time: int = 0
 
 
 @dataclass
@@ -289,7 +292,7 @@ class ShardCore:
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
         return Observation(
-            block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=self.config.block_time,
+            block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=block.block_time or self.config.block_time,
             mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
             in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
             load=block.load, settling=self.settling, claims_in_flight=frozenset(agent.claims_in_flight),

@@ -6,7 +6,7 @@ throughout (Ray's own processes and the node are reported apart):
   1. ray.init (a cluster of our own) and a fresh node with a deployed system;
   2. create the shards and their agents (Ray actors; each derives its agents' keys and builds their
      policies), then `start()` them (connection pool, nonces read from the node);
-  3. fund every wallet the way a run does: `orchestrator.runner.Run._fund` (a signed transfer per
+  3. fund every wallet the way a run does: `orchestrator.run.world.World._fund` (a signed transfer per
      wallet from the dev account through `contracts.transact.Transactor`, batches of 200, the node
      in automine as during a run's set-up), its time split into signing and sending/waiting; then,
      for comparison, the same wallets funded by pre-signed transfers in JSON-RPC batches with one
@@ -117,9 +117,9 @@ async def timed(phases: Phases, name: str, coro: Any) -> Any:
 
 async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], addresses: list[str],
                          n_shards: int) -> dict[str, Any]:
-    """Fund through the run's own code (`Run._fund`), on a bare Run holding just what it reads; the
+    """Fund through the run's own code (`World._fund`), on a bare World holding just what it reads; the
     Transactor is wrapped to time signing apart from sending and waiting for receipts."""
-    from orchestrator.runner import Run
+    from orchestrator.run.world import World
     from orchestrator.scenario import AgentGroup, Scenario, ScheduleConfig
 
     sign_s = 0.0
@@ -136,17 +136,18 @@ async def runner_funding(client: Any, tx: Transactor, specs: list[AgentSpec], ad
 
     tx.sign = timed_sign  # type: ignore[method-assign]
     requests0 = client.requests
-    run = Run.__new__(Run)
-    run.client = client
-    run.scenario = Scenario(name="scale", agents=[AgentGroup(policy="honest", count=len(specs), funding=FUNDING)],
-                            schedule=ScheduleConfig(duration=10))
-    run.shards = [None] * n_shards
-    run.funding = {}
+    world = World.__new__(World)
+    world.client = client
+    world.scenario = Scenario(name="scale", agents=[AgentGroup(policy="honest", count=len(specs), funding=FUNDING)],
+                              schedule=ScheduleConfig(duration=10))
+    world.funding = {}
+    # addresses come back shard by shard: the specs in the same order
+    ordered = [s for i in range(n_shards) for s in specs[i::n_shards]]
     t = time.perf_counter()
-    await run._fund(tx, specs, addresses)
+    await world._fund(tx, ordered, addresses)
     total = time.perf_counter() - t
     return {"total_s": total, "sign_s": sign_s, "send_and_wait_s": total - sign_s, "transfers": sign_calls,
-            "http_requests": client.requests - requests0, "batch": getattr(sys.modules["orchestrator.runner"],
+            "http_requests": client.requests - requests0, "batch": getattr(sys.modules["orchestrator.run.world"],
                                                                            "FUNDING_BATCH", None)}
 
 

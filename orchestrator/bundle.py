@@ -43,7 +43,7 @@ from contracts.twins import twin_from_chain
 from .results import atomic_write_bytes, write_json
 
 if TYPE_CHECKING:
-    from .runner import Run
+    from .run.state import RunResult
 
 log = structlog.get_logger("dcai.bundle")
 
@@ -172,12 +172,12 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-async def save_bundle(run: Run) -> Path | None:
-    """Gather the stream and the key results from the still-running node and write the bundle.
-    Never raises: a bundle must not cost a run its results (a failure leaves `incomplete.json`)."""
+async def save_bundle(run: RunResult, client: RpcClient | None) -> Path | None:
+    """Gather the stream and the key results from the still-running node (`client`) and write the
+    bundle. Never raises: a bundle must not cost a run its results (a failure leaves `incomplete.json`)."""
     bundle_dir = run.run_dir / BUNDLE_DIR
     try:
-        return await _save(run, bundle_dir)
+        return await _save(run, client, bundle_dir)
     except Exception as e:  # noqa: BLE001 - see the docstring
         log.exception("could not write the replay bundle")
         try:
@@ -187,10 +187,9 @@ async def save_bundle(run: Run) -> Path | None:
         return None
 
 
-async def _save(run: Run, bundle_dir: Path) -> Path:
+async def _save(run: RunResult, client: RpcClient | None, bundle_dir: Path) -> Path:
     t0 = time.perf_counter()
-    client = run.client
-    if client is None or run.node is None:
+    if client is None or run.node_settings is None:
         raise RuntimeError("no managed node: bundles need a node the run starts itself")
     if not (bundle_dir / INITIAL_STATE).exists():
         raise RuntimeError("the initial state was not captured (the run stopped before its node was ready)")
@@ -212,12 +211,12 @@ async def _save(run: Run, bundle_dir: Path) -> Path:
     addresses = touched_addresses(senders, extra)
     samples: list[list[Any]] = []
     labels: list[int] = []
-    if run.evaluator is not None:
-        samples = [[_plain(x) for x in s] for s in run.evaluator.samples]
-        labels = [int(x) for x in run.evaluator.labels]
+    if run.test_samples:
+        samples = [[_plain(x) for x in s] for s in run.test_samples]
+        labels = [int(x) for x in run.test_labels]
     write_json(bundle_dir / TEST_SET, {"samples": samples, "labels": labels})
     acc = await accuracy(client, system, samples, labels, last) if system is not None else None
-    evaluated = run.evaluator.records[-1] if run.evaluator is not None and run.evaluator.records else None
+    evaluated = run.models[-1] if run.models else None
     results = {
         "block": last,
         "balances": await balances(client, addresses, last),
@@ -234,7 +233,7 @@ async def _save(run: Run, bundle_dir: Path) -> Path:
     info = await client.call("anvil_nodeInfo")
     scenario_path = run.run_dir / "scenario.json"
     scenario = json.loads(scenario_path.read_text()) if scenario_path.exists() else None
-    settings = asdict(run.node.settings)
+    settings = asdict(run.node_settings)
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -11,7 +11,7 @@ from .scenario import ScenarioError, load_scenario, scenario_json_schema
 
 
 def _load(path: str):  # type: ignore[no-untyped-def]
-    from .runner import check_policies
+    from .run import check_policies
 
     scenario = load_scenario(path)
     check_policies(scenario, path)
@@ -19,7 +19,7 @@ def _load(path: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import Run
+    from .run import Run
 
     scenario = _load(args.scenario)
     if args.seed is not None:

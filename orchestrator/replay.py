@@ -406,7 +406,7 @@ def compare_bundles(recorded: Bundle, other: Bundle) -> _Diffs:
 def rerun_bundle(bundle: Bundle, results_root: Path) -> ReplayReport:
     """Run the bundle's scenario again from its seed (driven runs are reproducible) and compare the
     stream it produces with the recorded one."""
-    from .runner import Run, check_policies
+    from .run import Run, check_policies
     from .scenario import Scenario
 
     if bundle.manifest["node"].get("mining") != "driven":

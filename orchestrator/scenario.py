@@ -14,7 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -24,23 +24,19 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from yaml.error import Mark, MarkedYAMLError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator import chaos as chaos_registry
+from orchestrator import mechanisms as mechanism_registry
+from orchestrator.chaos import ChaosEvent
+from orchestrator.mechanisms import IncentiveConfig
+from orchestrator.schema_types import Blocks, DurationS, Gas, Rate, Strict, Wei
 from orchestrator.telemetry_config import TelemetryConfig
-from orchestrator.units import (
-    ETHER,
-    GWEI,
-    parse_blocks,
-    parse_duration_s,
-    parse_gas,
-    parse_rate,
-    parse_wei,
-)
+from orchestrator.units import ETHER, GWEI
 
 __all__ = [
     "AgentGroup",
@@ -61,49 +57,10 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------
-# Unit-aware field types
+# Unit-aware field types and the strict base: orchestrator/schema_types.py (shared with the
+# chaos and mechanism registries, whose classes this schema assembles)
 
-
-def _unit_schema(kind: str, help_text: str) -> WithJsonSchema:
-    # The validated value is a number, but the file may hold a string with a
-    # unit; the published schema has to accept both or editors flag "1d".
-    return WithJsonSchema(
-        {"anyOf": [{"type": kind, "minimum": 0}, {"type": "string"}], "description": help_text},
-        mode="validation",
-    )
-
-
-Wei = Annotated[
-    int,
-    BeforeValidator(parse_wei),
-    _unit_schema("integer", "wei, or a string with a unit: '10 ether', '2 gwei', '100 wei'"),
-]
-DurationS = Annotated[
-    int,
-    BeforeValidator(parse_duration_s),
-    _unit_schema("integer", "seconds, or a string with a unit: '30s', '5m', '2h', '1.5d', '1w'"),
-]
-Blocks = Annotated[
-    int,
-    BeforeValidator(parse_blocks),
-    _unit_schema("integer", "a number of blocks: 600 or '600 blocks'"),
-]
-Gas = Annotated[
-    int,
-    BeforeValidator(parse_gas),
-    _unit_schema("integer", "gas: 30000000, '30M', '500k'"),
-]
-Rate = Annotated[
-    float,
-    BeforeValidator(parse_rate),
-    _unit_schema("number", "events per second of chain time, or '2/min', '12/h', '0.2/s'"),
-]
-
-
-class _Strict(BaseModel):
-    # strict: YAML `count: true` or `count: "5"` is a mistake, not a number.
-    # allow_inf_nan: `.nan` would slip past every range check.
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+_Strict = Strict
 
 
 # Names end up in result folder and file names, hence the conservative set.
@@ -306,33 +263,21 @@ class DatasetConfig(_Strict):
         return self
 
 
-class IncentiveConfig(_Strict):
-    type: Literal["stakeable", "points", "prediction_market"] = Field(
-        "stakeable", description="stakeable: Deposit, Refund and Take; points: gamification (karma), no "
-        "deposit; prediction_market: a bounty paid against a committed test set (one round per run)"
-    )
-    bounty: Wei = Field(10**18, description="prediction_market: the provider's bounty")
-    min_stake: Wei = Field(10**16, description="prediction_market: the stake sent with each contribution")
-    portions: int = Field(4, ge=2, le=64, description="prediction_market: test-set portions committed by hash")
-    min_contributions: int = Field(1, ge=1, description="prediction_market: contributions before it may end")
-    cost_weight: Wei = Field(10**12, description="deposit per contribution scales with this (stakeable)")
-    refund_wait: DurationS = Field(86_400, description="before a contributor may claim a refund")
-    owner_claim_wait: DurationS = Field(
-        8 * 86_400, description="before the owner may take a bad contribution's deposit"
-    )
-    any_address_claim_wait: DurationS = Field(
-        9 * 86_400, description="before anyone may take a bad contribution's deposit"
-    )
+def _incentive_union() -> Any:
+    # One member per registered mechanism (built-ins and plugins), told apart by `type`.
+    members = tuple(m.config_cls for m in mechanism_registry.mechanisms().values())
+    return Annotated[Union[members], Field(discriminator="type")]  # noqa: UP007 - built at run time
 
-    @model_validator(mode="after")
-    def _waits_in_order(self) -> IncentiveConfig:
-        if not self.refund_wait <= self.owner_claim_wait <= self.any_address_claim_wait:
-            raise ValueError(
-                "waits must satisfy refund_wait <= owner_claim_wait <= any_address_claim_wait "
-                f"(got refund_wait={self.refund_wait}s, owner_claim_wait="
-                f"{self.owner_claim_wait}s, any_address_claim_wait={self.any_address_claim_wait}s)"
-            )
-        return self
+
+def _default_incentive_type(value: Any) -> Any:
+    # Scenarios written before there was a choice leave `type` out: they meant stakeable.
+    if isinstance(value, dict) and "type" not in value:
+        return {"type": "stakeable", **value}
+    return value
+
+
+def _default_incentive() -> IncentiveConfig:
+    return mechanism_registry.mechanisms()["stakeable"].config_cls(type="stakeable")
 
 
 class AgentGroup(_Strict):
@@ -399,9 +344,6 @@ class AgentGroup(_Strict):
         return self
 
 
-CHAOS_EVENTS = ("base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg")
-
-
 class Phase(_Strict):
     """From block `at` (counted from the start of the run) every arrival rate is multiplied by `load`."""
 
@@ -409,29 +351,10 @@ class Phase(_Strict):
     load: float = Field(ge=0, description="multiplier of every group's arrival rate from here on")
 
 
-class ChaosEvent(_Strict):
-    """Something done to the chain at block `at` (offset from the start of the run)."""
-
-    at: Blocks = Field(ge=0, description="block offset from the start of the run")
-    event: Literal["base_fee_shock", "gas_limit", "pause_mining", "block_time", "drop_pending", "reorg",
-                   "kill_node", "kill_shard"]
-    factor: float | None = Field(None, gt=0, description="base_fee_shock: multiply the next base fee by this")
-    gas_limit: Gas | None = Field(None, ge=100_000, description="gas_limit: the new block gas limit")
-    blocks: int | None = Field(None, ge=1, le=10_000,
-                               description="pause_mining: blocks' worth of time without mining; reorg: depth")
-    block_time: DurationS | None = Field(None, ge=1, description="block_time: the new block time")
-    jitter: DurationS | None = Field(None, ge=0, description="block_time: +- seconds per block (driven only)")
-    share: float | None = Field(None, gt=0, le=1, description="drop_pending: share of pending transactions")
-    shard: int | None = Field(None, ge=0, description="kill_shard: which shard's actor to kill (default 0)")
-
-    @model_validator(mode="after")
-    def _required(self) -> ChaosEvent:
-        need = {"base_fee_shock": "factor", "gas_limit": "gas_limit", "pause_mining": "blocks",
-                "block_time": "block_time", "drop_pending": "share", "reorg": "blocks",
-                "kill_node": None, "kill_shard": None}[self.event]
-        if need is not None and getattr(self, need) is None:
-            raise ValueError(f"event {self.event!r} needs the field {need!r}")
-        return self
+def _chaos_union() -> Any:
+    # One member per registered chaos event (built-ins and plugins), told apart by `event`.
+    members = tuple(chaos_registry.chaos_events().values())
+    return Annotated[Union[members], Field(discriminator="event")]  # noqa: UP007 - built at run time
 
 
 class ScheduleConfig(_Strict):
@@ -440,7 +363,14 @@ class ScheduleConfig(_Strict):
         None, ge=1, description="stop early after this much real time"
     )
     phases: list[Phase] = Field(default_factory=list, description="load changes over the run")
-    chaos: list[ChaosEvent] = Field(default_factory=list, description="chain chaos events")
+    chaos: list[_chaos_union()] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="chain chaos events (built-in and registered plugins)")
+    settle: bool = Field(
+        True, description="after the duration, keep the chain going (skipping idle time) until no agent has "
+        "anything left it would claim, so no deposit stays locked by the run's end; false: stop at the duration")
+    settle_max_blocks: Blocks = Field(
+        5_000, ge=1, description="safety cap on settlement: blocks after the duration before the run ends anyway "
+        "(ended_because says so)")
 
 
 class EvaluationConfig(_Strict):
@@ -473,7 +403,8 @@ class Scenario(_Strict):
     chain: ChainConfig = Field(default_factory=ChainConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    incentive: IncentiveConfig = Field(default_factory=IncentiveConfig)
+    incentive: Annotated[_incentive_union(), BeforeValidator(_default_incentive_type)] = Field(  # type: ignore[valid-type]
+        default_factory=_default_incentive, description="the incentive mechanism (built-in or a registered plugin)")
     agents: list[AgentGroup] = Field(min_length=1)
     schedule: ScheduleConfig
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -482,26 +413,9 @@ class Scenario(_Strict):
                                        description="live MQTT telemetry and control (docs/telemetry.md)")
 
     @model_validator(mode="after")
-    def _chaos_needs_anvil(self) -> Scenario:
-        primitives = {"base_fee_shock": "anvil_setNextBlockBaseFeePerGas", "gas_limit": "evm_setBlockGasLimit",
-                      "pause_mining": "evm_setIntervalMining", "block_time": "evm_setIntervalMining",
-                      "drop_pending": "anvil_dropTransaction", "reorg": "anvil_reorg",
-                      "kill_node": "the node's process and its state dumps"}
+    def _chaos_fits_the_node(self) -> Scenario:
         for ev in self.schedule.chaos:
-            if ev.event == "kill_shard":  # a Ray fault, not the node's: fine against any node
-                if not self.chain.checkpoint_every:
-                    raise ValueError("schedule.chaos: kill_shard needs chain.checkpoint_every above 0: a "
-                                     "replacement shard starts from the last snapshot")
-                continue
-            if self.chain.rpc_url:
-                raise ValueError(
-                    f"schedule.chaos: event {ev.event!r} needs {primitives[ev.event]}, which only a node this "
-                    "run manages (anvil) offers; remove chain.rpc_url or the chaos events")
-            if ev.jitter and self.chain.mining != "driven":
-                raise ValueError("schedule.chaos: block_time jitter needs chain.mining: driven")
-            if ev.event == "kill_node" and not self.chain.checkpoint_every:
-                raise ValueError("schedule.chaos: kill_node needs chain.checkpoint_every above 0: the node "
-                                 "restarts from its last state dump")
+            ev.check(self)  # the node capabilities it needs, and its own cross-field rules
         return self
 
     @model_validator(mode="after")
@@ -517,10 +431,14 @@ class Scenario(_Strict):
             raise ValueError(
                 f"dataset.multiclass: model.type {self.model.type!r} takes two classes only; use naive_bayes, "
                 "dense_nearest_centroid or sparse_nearest_centroid, or drop multiclass")
-        if self.incentive.type == "prediction_market" and self.model.type != "sparse_perceptron":
-            raise ValueError(
-                f"model.type: the prediction market replays a sparse_perceptron only (its contract reads the "
-                f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
+        allowed = mechanism_registry.mechanisms()[self.incentive.type].models
+        if allowed is not None and self.model.type not in allowed:
+            if self.incentive.type == "prediction_market":
+                raise ValueError(
+                    f"model.type: the prediction market replays a sparse_perceptron only (its contract reads the "
+                    f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
+            raise ValueError(f"model.type: incentive {self.incentive.type!r} supports model types "
+                             f"{', '.join(allowed)} only, not {self.model.type!r}")
         return self
 
     @field_validator("name")
@@ -541,6 +459,47 @@ class Scenario(_Strict):
                 )
             first_seen[group.name] = i
         return groups
+
+
+def _rebuild_unions() -> None:
+    """A chaos event or mechanism registered after import (a plugin, a test) joins the schema."""
+    ScheduleConfig.model_fields["chaos"].annotation = list[_chaos_union()]  # type: ignore[misc]
+    Scenario.model_fields["incentive"].annotation = _incentive_union()
+    ScheduleConfig.model_rebuild(force=True)
+    Scenario.model_rebuild(force=True)
+
+
+chaos_registry.on_change(_rebuild_unions)
+mechanism_registry.on_change(_rebuild_unions)
+
+# Union members by discriminator, for error locations: pydantic puts the member's tag into the
+# location (`schedule.chaos[0].base_fee_shock.factor`), which is not a key of the file.
+_UNIONS: dict[str, tuple[str, Any]] = {
+    "chaos": ("event", chaos_registry.chaos_events),
+    "incentive": ("type", lambda: {n: m.config_cls for n, m in mechanism_registry.mechanisms().items()}),
+}
+
+
+def _strip_union_tags(loc: Loc, data: Any) -> Loc:
+    out: list[str | int] = []
+    node = data
+    owner: str | None = None  # the union whose member's tag may come next in `loc`
+    for part in loc:
+        if owner is not None and isinstance(node, dict) and part not in node \
+                and part == node.get(_UNIONS[owner][0], "stakeable" if owner == "incentive" else None):
+            owner = None
+            continue
+        owner = None
+        out.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        if part == "incentive" and len(out) == 1:
+            owner = "incentive"
+        elif isinstance(part, int) and out[-2:-1] == ["chaos"]:
+            owner = "chaos"
+    return tuple(out)
 
 
 def scenario_json_schema() -> dict[str, Any]:
@@ -804,6 +763,19 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return model
 
 
+def _union_member_at(loc: Loc, data: Any) -> type[BaseModel] | None:
+    """The registered class a chaos event or incentive section at `loc` was validated as."""
+    owner = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    if owner not in _UNIONS:
+        return None
+    key, members = _UNIONS[owner]
+    value = _value_at(data, loc)
+    if not isinstance(value, dict):
+        return None
+    tag = value.get(key, "stakeable" if owner == "incentive" else None)
+    return members().get(tag) if isinstance(tag, str) else None
+
+
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if get_origin(annotation) is None:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -825,7 +797,7 @@ def _short_repr(value: Any) -> str | None:
 
 
 def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
-    loc: Loc = tuple(err["loc"])
+    loc: Loc = _strip_union_tags(tuple(err["loc"]), data)
     kind: str = err["type"]
     bad_key = kind == "invalid_key" or loc[-1:] == ("[key]",)
     if loc[-1:] == ("[key]",):
@@ -846,7 +818,7 @@ def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
     if kind == "missing":
         message = "required key is missing"
     elif kind == "extra_forbidden":
-        message = _unknown_key_message(loc)
+        message = _unknown_key_message(loc, data)
     elif kind == "value_error":
         # Our validators already quote the value where that is safe to do.
         message = err["msg"].removeprefix("Value error, ")
@@ -860,9 +832,9 @@ def _pydantic_issue(err: Any, root: Node, data: Any) -> ScenarioIssue:
     return ScenarioIssue(_format_loc(loc), line, column, message)
 
 
-def _unknown_key_message(loc: Loc) -> str:
+def _unknown_key_message(loc: Loc, data: Any = None) -> str:
     key = str(loc[-1])
-    model = _model_at(loc[:-1])
+    model = _union_member_at(loc[:-1], data) or _model_at(loc[:-1])
     if model is None:
         return f"unknown key {key!r}"
     allowed = list(model.model_fields)

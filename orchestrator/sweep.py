@@ -19,7 +19,7 @@ seed, so cells are compared on the same seeds (paired). Every cell's scenario is
 the normal scenario model before anything runs; an error names the sweep (or base) file, line,
 field and the cells it breaks.
 
-Each run is a Ray task that starts its own anvil node through `orchestrator.runner.Run` and
+Each run is a Ray task that starts its own anvil node through `orchestrator.run.Run` and
 writes `<sweep_dir>/runs/<cell>-s<seed>/`. A run whose folder holds a completed summary.json for
 the same resolved scenario is not run again (resume); any other folder there is moved to
 `<sweep_dir>/attempts/` and the run redone. The sweep folder gets `sweep.json` (the resolved
@@ -706,16 +706,16 @@ def rank(cells: list[dict[str, Any]]) -> None:
 
 
 def _pythonpath() -> str:
-    # As the runner does for shards: importable user modules (policies) must import in the workers.
-    user = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
-            and not p.startswith(sys.base_prefix)]
-    return os.pathsep.join(user + [os.environ.get("PYTHONPATH", "")]).strip(os.pathsep)
+    # As for shards: importable user modules (policies) must import in the workers.
+    from .run.shards import user_pythonpath
+
+    return user_pythonpath()
 
 
 def _execute_run(scenario: Scenario, runs_root: str, run_id: str, shards: int, shard_cpus: float,
                  source: str, report: bool) -> dict[str, Any]:
     """One run in a Ray worker: its own anvil node and shards; the results folder is the outcome."""
-    from .runner import Run
+    from .run import Run
 
     t = time.time()
     try:
@@ -854,7 +854,9 @@ def _dispatch(plan: SweepPlan, todo: list[RunSpec], runs_root: Path, parallel: i
     width = max(1, parallel or plan.parallel or int(cpus))
     # The run task itself asks for no CPU (its driver loop mostly waits on the node and the shards);
     # the shards of the runs at once share the cluster's CPUs, so no run waits for another's CPU.
-    shard_cpus = min(1.0, cpus / (width * plan.shards))
+    from .run.shards import shard_cpus_for
+
+    shard_cpus = shard_cpus_for(cpus, width, plan.shards)
     # Workers are reused between runs (a Run leaves no state behind: its node, shards, loop and log
     # files are closed by teardown), which saves the imports of a fresh process per run.
     task = ray.remote(num_cpus=0)(_execute_run).options(

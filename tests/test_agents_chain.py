@@ -126,7 +126,7 @@ async def test_stuck_transaction_is_replaced(anvil, client, tx, compiled, dev, c
 def test_plugin_policy_runs_in_a_scenario(tmp_path):
     import ray
 
-    from orchestrator.runner import Run
+    from orchestrator.run import Run
     from orchestrator.scenario import load_scenario_text
 
     text = """

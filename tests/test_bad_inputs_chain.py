@@ -192,7 +192,7 @@ outputs: {progress: false}
 def test_a_run_with_malformed_agents_completes_and_counts_reverts_by_reason(tmp_path: Path) -> None:
     import ray
 
-    from orchestrator.runner import Run
+    from orchestrator.run import Run
     from orchestrator.scenario import load_scenario_text
 
     started = not ray.is_initialized()

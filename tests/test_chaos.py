@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import ScenarioError, load_scenario_text
 
 SCENARIO = """

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts.signing import dev_accounts
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

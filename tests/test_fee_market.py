@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 
 from orchestrator.monitor import next_base_fee
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

@@ -23,7 +23,7 @@ from contracts.signing import dev_accounts
 from contracts.transact import Transactor
 from contracts.twins import twin_from_spec
 from orchestrator.datasets import DatasetError, for_model, load_dataset, split
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import DatasetConfig, ModelConfig, load_scenario_text
 from orchestrator.training import train_initial
 from orchestrator.versions import evaluate_at

@@ -6,7 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

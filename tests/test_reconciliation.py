@@ -14,7 +14,7 @@ from pathlib import Path
 from contracts.rpc import RpcClient
 from contracts.signing import dev_accounts
 from contracts.transact import Transactor
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 SCENARIO = """

@@ -15,7 +15,7 @@ import pytest
 from contracts.signing import derive_key, dev_accounts
 from orchestrator.cli import main as dcai
 from orchestrator.replay import BundleError, run_replay
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import ScenarioError, load_scenario_text
 
 SEED = 5

@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator.report import (build_report_parser, flows_by_group, fmt_ether, fmt_gwei, read_folder,
                                  validations_by_group, write_report)
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 ROOT = Path(__file__).resolve().parents[1]

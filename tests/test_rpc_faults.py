@@ -26,7 +26,7 @@ from contracts.rpc import RpcClient, RpcError, RpcTransportError, rotate_endpoin
 from contracts.signing import LocalAccount, derive_key, dev_accounts, sign_eip1559
 from orchestrator.faultproxy import FAULT_KINDS, FaultPlan, FaultProxy
 from orchestrator.node import AnvilNode, NodeSettings
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from test_telemetry import Mosquitto, mosquitto_binary
 
 from contracts.signing import derive_key, dev_accounts
 from orchestrator.node import AnvilNode, NodeSettings
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 RPC_USER, RPC_PASSWORD = "rpcuser", "Rpc-Pa55-word-xyz"
