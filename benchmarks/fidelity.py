@@ -1,7 +1,7 @@
 """Fidelity: the paper's experiment on the chain against the reference's assumptions off-chain.
 
 For each seed, `scenarios/paper_imdb_1v1.yaml` (one good and one bad agent on Deposit, Refund and
-Take) runs on a real anvil node through the project's run entry (`orchestrator.runner.run_scenario`,
+Take) runs on a real anvil node through the project's run entry (`orchestrator.run.run_scenario`,
 driven blocks, idle time skipped), and the same agents are replayed off-chain with free, instant
 transactions in float (`benchmarks/fidelity_replay.py`) twice: with the reference's learner
 (scikit-learn's SGD perceptron, decaying step) and with the contract's rule in float (fixed step).
@@ -106,7 +106,7 @@ def replay_series(res: ReplayResult, grid: np.ndarray) -> dict[str, Any]:
 
 
 def run_chain(sc: Scenario, out: Path) -> tuple[Path, float]:
-    from orchestrator.runner import run_scenario
+    from orchestrator.run import run_scenario
 
     t = time.perf_counter()
     run_dir = run_scenario(sc, results_root=out, progress=False, report=False)
@@ -217,9 +217,13 @@ def notes(result: dict[str, Any]) -> list[str]:
         f"{fmt(fc['net'][g_good], 4)} (same rule, off-chain) and {fmt(fr['net'][g_good], 4)} (reference); the "
         f"bad agent {fmt(c['net'][g_bad], 4)} against {fmt(fc['net'][g_bad], 4)} and {fmt(fr['net'][g_bad], 4)}. "
         f"Gas costs the good agent {fmt(c['fees'][g_good], 4)} ether and the bad one {fmt(c['fees'][g_bad], 4)} "
-        "(free in the reference). The chain's agents claim by their policies' loops, the replay by the "
-        "reference's: where those differ (what each policy reports, when it takes all, when it gives up) the "
-        f"money differs too; ether left in the trainer: {fmt(c['locked_ether'], 4)} on chain, "
+        "(free in the reference). The chain's agents claim by their policies' loops (agents/policies/claims.py: "
+        "refunds rechecked on a grid of chain time until they succeed, takes within the verified count, "
+        "take-all after the last window), the replay by the reference's, which stops refunding once every "
+        "sample is in and leaves what is unclaimed then to the 9-day take-all, won by whoever wakes first "
+        "(mostly the good agent, every 10 minutes against the bad one's hour): so off-chain more of each "
+        "agent's deposits change hands at day 9-10, on chain most come back as refunds after a day. "
+        f"Ether left in the trainer at the end: {fmt(c['locked_ether'], 4)} on chain, "
         f"{fmt(fc['locked_ether'], 4)} off-chain.",
         "Congestion plays no part at these rates (one or two transactions per block); what the chain adds is "
         "time granularity: an add lands in the block after the agent decides (12 s later), claims are checked "

@@ -2,7 +2,7 @@
 transactions are free and take effect the instant an agent acts, amounts are floats, nothing queues.
 
 It plays the same agents as a chain run of the scenario: the same dataset, split, initial model,
-samples per agent (dealt as `orchestrator.runner` deals them), the same arrival process with the same
+samples per agent (dealt as the run deals them, `orchestrator/run/world.py`), the same arrival process with the same
 random stream per agent (`agents.arrivals.Arrivals`, seeded from (seed, agent id)), the same labels
 (honest: true, `mistake_rate` drawn from that stream; label_flip: the other class) and the same
 mechanism numbers (deposit = cost_weight * 3600 / sqrt(seconds since the last add), refund after
@@ -110,7 +110,7 @@ class _Perceptron:
 
 def deal_agents(sc: Scenario, ds: Dataset, rows: np.ndarray) -> list[tuple[int, str, str, dict[str, Any],
                                                                           list[tuple[tuple[int, ...], int]]]]:
-    """(agent id, group, policy, params, samples) as the run deals them (`Run._agent_specs`)."""
+    """(agent id, group, policy, params, samples) as the run deals them (`World._agent_specs`)."""
     total = sum(g.count for g in sc.agents)
     per_default = max(1, len(rows) // total)
     out = []

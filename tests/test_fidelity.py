@@ -86,7 +86,7 @@ outputs: {progress: false}
 
 
 def test_one_contribution_a_day_skips_the_days_between(tmp_path, ray_cluster):
-    from orchestrator.runner import Run
+    from orchestrator.run import Run
 
     run_dir = Run(load_scenario_text(SLOW, "slow.yaml"), results_root=tmp_path, run_id="slow", progress=False,
                   report=False).execute()
