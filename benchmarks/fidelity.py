@@ -248,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_scenario(a.scenario)
     horizon_days = 12.0
     grid = np.arange(0.0, horizon_days * DAY + 1, a.grid_hours * 3600)
+    # The code the figures come from, read before the runs (the tree may change while they go).
+    code = {"commit": _git("rev-parse", "--short", "HEAD"), "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
     per_seed: list[dict[str, dict[str, Any]]] = []
     walls: list[float] = []
     started = time.perf_counter()
@@ -286,9 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "fidelity", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
         "scenario": str(a.scenario.relative_to(ROOT) if a.scenario.is_relative_to(ROOT) else a.scenario),
-        "seeds": seeds, "code": {"commit": _git("rev-parse", "--short", "HEAD"),
-                                 "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
-                                 "dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))},
+        "seeds": seeds, "code": code,
         "grid_days": [float(x) / DAY for x in grid],
         "aggregate": aggregate(per_seed, grid),
         "chain_run_wall_s": mean_ci(walls) if walls else None,
