@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chain_run_wall_s": mean_ci(walls) if walls else None,
         "chain_run_wall_s_each": [round(w, 1) for w in walls],
         "total_wall_s": round(time.perf_counter() - started, 1),
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],  # a shared machine slows every run
     }
     result["notes"] = notes(result)
     print("\n".join(tables(result)))

@@ -81,7 +81,8 @@ def _anvil_version_here() -> str:
 
 def machine_section(data: dict[str, Any]) -> list[str]:
     recorded = [(name, d["machine"]) for name, d in data.items() if isinstance(d, dict) and "machine" in d]
-    m = recorded[0][1] if recorded else {}
+    # The fullest record (the throughput benchmark's also lists client library versions) describes the machine.
+    m = max(recorded, key=lambda r: len(r[1].get("versions", {})))[1] if recorded else {}
     v = dict(m.get("versions", {}))
     lines = ["## Machine", ""]
     if not recorded:
@@ -280,7 +281,9 @@ def fidelity_section(d: dict[str, Any]) -> list[str]:
              f"@ {code.get('commit')}{' (uncommitted changes)' if code.get('dirty') else ''}. "
              + (f"One chain run took {wall.get('mean', 0):.0f} ± {wall.get('ci95', 0):.0f} s of wall time "
                 f"(driven blocks, idle time skipped, no report); " if wall else "")
-             + f"the whole benchmark {d.get('total_wall_s')} s.", ""]
+             + f"the whole benchmark {d.get('total_wall_s')} s"
+             + (f" (load average at the end {d['load_average_at_end']})" if d.get("load_average_at_end") else "")
+             + ".", ""]
     lines += tables(d)
     lines += [""] + [x for note in d.get("notes", []) for x in (note, "")]
     return lines[:-1]
