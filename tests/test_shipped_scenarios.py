@@ -34,10 +34,17 @@ def test_there_are_shipped_scenarios():
     assert {"quickstart.yaml", "label_flip.yaml", "paper_imdb_1v1.yaml", "demo.yaml"} <= names
 
 
+def _is_attack_search(raw: dict[str, Any]) -> bool:
+    # `dcai attack-search` files name a sweep file (checked as a sweep here) and search its fields.
+    return "search" in raw and "sweep" in raw
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
 def test_shipped_scenario_loads_and_states_its_noise(path: Path):
     raw = yaml.safe_load(path.read_text())
-    if _is_sweep(raw):
+    if _is_attack_search(raw):
+        assert (path.parent / str(raw["sweep"])).is_file(), f"{path.name}: sweep {raw['sweep']} missing"
+    elif _is_sweep(raw):
         assert load_sweep(path).cells
     else:
         load_scenario(path)
