@@ -7,6 +7,9 @@ shard answers with free calls shared between agents, the policy decides, the wal
 shard sends. Calls made in the same loop turn travel as one JSON-RPC batch. The tick returns once
 every agent has handed its transactions to the node, so in driven mode the orchestrator can mine
 right after. Keys are derived here from the seed and never leave the process.
+
+The shard's parts: its data (shard_types.py), the free calls answering policies (shard_calls.py),
+reading outcomes (shard_outcomes.py), faults and recovery (shard_faults.py, shard_recovery.py).
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from contracts.abi import ContractABI, decode_revert
+from contracts.abi import ContractABI
 from contracts.rpc import RpcClient, RpcError
 from contracts.signing import LocalAccount, derive_key
 
@@ -36,7 +38,6 @@ from .policies.base import (
     ContributionState,
     Mechanism,
     Observation,
-    Policy,
     PolicyContext,
     PredictTx,
     PublicContribution,
@@ -45,120 +46,14 @@ from .policies.base import (
     Sample,
     resolve_policy,
 )
+from .shard_calls import FreeCalls
+from .shard_faults import Faults
+from .shard_outcomes import Outcomes
+from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
 from .wallet import FeeStance, Wallet
 
 
-@dataclass
-class AgentSpec:
-    agent_id: int
-    group: str
-    policy: str
-    params: dict[str, Any]
-    samples: list[tuple[tuple[int, ...], int]]
-    fees: FeeStance | None = None  # None: the shard's default stance
-
-
-@dataclass
-class ShardConfig:
-    shard_id: int
-    rpc_url: str | list[str]  # several: endpoints of one chain, in this shard's order of preference
-    chain_id: int
-    seed: int
-    trainer: str
-    incentive: str
-    abis: dict[str, list[dict[str, Any]]]  # contract name -> ABI (trainer, incentive, model, handler)
-    cost_weight: int
-    refund_wait: int
-    block_time: int
-    agents: list[AgentSpec]
-    fees: FeeStance = field(default_factory=FeeStance)
-    max_in_flight: int = 2_000  # back-pressure: pending transactions per shard
-    drop_after_blocks: int = 20  # a transaction unseen this long is looked up, and dropped if gone
-    replace_after_blocks: int = 8  # a transaction still pending this long is re-sent with higher fees
-    replacement_bump: float = 1.125  # fee factor of a replacement (nodes ask at least +10%)
-    # Add the agent id (in wei) to each agent's tip: blocks ordered by fee then have one fixed order of
-    # senders whatever order the shards' sends arrive in, so a driven run replays identically.
-    unique_tips: bool = False
-    data_handler: str = ""
-    mechanism: str = "stakeable"
-    owner_claim_wait: int | None = None
-    any_address_claim_wait: int | None = None
-    stake: int | None = None  # prediction_market: the stake sent with each contribution
-    # The model behind the trainer: gas limits depend on its family and class count, and policies
-    # that pick a wrong label or make up inputs need the classes and the input form.
-    model_contract: str = "SparsePerceptron"
-    n_classes: int = 2
-    n_features: int = 0  # 0: unknown
-    # Keep each transaction's signed bytes until the node's next state dump covers it: after a node
-    # crash they are re-broadcast as they were (same hash), never signed anew.
-    keep_raw: bool = False
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    number: int
-    timestamp: int
-    base_fee: int  # what the next block will charge
-    load: float = 1.0  # the schedule's current multiplier of arrival rates
-    fill: float = 0.0  # gas used / gas limit of this block
-    # Seconds per block from now on, as the run's clock has it (a block_time chaos event changes it);
-    # 0: not given, the shard's configured block time.
-    block_time: int = 0
-
-
-@dataclass
-class TickReport:
-    shard_id: int
-    block: int
-    sent: int = 0
-    included: int = 0
-    reverted: int = 0
-    dropped: int = 0
-    replaced: int = 0
-    in_flight: int = 0
-    next_wake: int | None = None
-    finished: bool = False
-    step_ms: float = 0.0
-    errors: list[str] = field(default_factory=list)
-    by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
-    warnings: list[str] = field(default_factory=list)  # what a policy cannot do on this node (once each)
-
-
-@dataclass
-class _Pending:
-    record: LedgerRecord
-    agent: Agent
-    contribution: Contribution | None
-    raw_args: tuple[bytes, int, int]  # calldata, value, gas: what a replacement re-sends
-    target: PublicContribution | None = None
-    reserved: int = 0  # its worst-case cost, counted against the sender's budget while pending
-    claim_key: tuple[str, int, int, tuple[int, ...]] | None = None  # refunds and reports: what they claim
-
-
-class Agent:
-    def __init__(self, spec: AgentSpec, wallet: Wallet, policy: Policy, fees: FeeStance):
-        self.spec = spec
-        self.id = spec.agent_id
-        self.group = spec.group
-        self.wallet = wallet
-        self.policy = policy
-        self.fees = fees
-        self.contributions: list[Contribution] = []
-        self.in_flight = 0
-        self.spent = 0
-        self.reserved = 0  # worst-case cost of its pending transactions (value + gas limit * max fee)
-        self.claims_in_flight: set[tuple[str, int, int, tuple[int, ...]]] = set()
-
-    def new_contribution(self, sample: Sample) -> Contribution:
-        c = Contribution(len(self.contributions), sample.data, sample.label)
-        self.contributions.append(c)
-        return c
-
-    def by_id(self, cid: int) -> Contribution:
-        return self.contributions[cid]  # ids are list positions
-
-
-class ShardCore:
+class ShardCore(FreeCalls, Outcomes, Faults):
     """The shard's logic, usable directly in tests; `make_actor_class` gives its Ray actor form."""
 
     def __init__(self, config: ShardConfig):
@@ -292,7 +187,8 @@ class ShardCore:
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
         return Observation(
-            block=block.number, time=block.timestamp, base_fee=block.base_fee, block_time=block.block_time or self.config.block_time,
+            block=block.number, time=block.timestamp, base_fee=block.base_fee,
+            block_time=block.block_time or self.config.block_time,
             mechanism=self.mechanism, last_update=self.last_update, address=agent.wallet.address,
             in_flight=agent.in_flight, spent=agent.spent, contributions=agent.contributions, public=self.public,
             load=block.load, settling=self.settling, claims_in_flight=frozenset(agent.claims_in_flight),
@@ -309,62 +205,6 @@ class ShardCore:
                     out.append(w)
         return out
 
-    # Free calls, each made once per tick however many agents ask (futures shared through the cache).
-
-    def _shared(self, key: Any, make: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
-        fut = self._cache.get(key)
-        if fut is None:
-            fut = asyncio.ensure_future(make())
-            self._cache[key] = fut
-        return fut
-
-    async def _view(self, to: str, abi: ContractABI, fn: str, *args: Any) -> Any:
-        assert self.rpc is not None
-        f = abi.fn(fn)
-        out = await self.rpc.call("eth_call", {"to": to, "data": "0x" + f.encode(*args).hex()}, "latest")
-        return f.decode(bytes.fromhex(out[2:]))
-
-    async def _answer(self, agent: Agent, obs: Observation) -> None:
-        wants = agent.policy.wants(obs)
-        if not wants:
-            return
-        jobs: list[tuple[str, Any, asyncio.Future[Any]]] = []
-        for data in wants.predictions:
-            jobs.append(("p", data, self._shared(("predict", data), lambda d=data: self._view(
-                self.config.trainer, self.trainer_abi, "predict", list(d)))))
-        if self.handler_abi is not None and self.config.data_handler:
-            for c in wants.claimable:
-                jobs.append(("c", c.key, self._shared(("claimable", c.key), lambda c=c: self._view(
-                    self.config.data_handler, self.handler_abi, "getClaimableAmount", list(c.data), c.label,
-                    c.added_time, c.author))))
-            for c in wants.claimed:
-                jobs.append(("h", c.key, self._shared(("claimed", c.key, obs.address), lambda c=c: self._view(
-                    self.config.data_handler, self.handler_abi, "hasClaimed", list(c.data), c.label,
-                    c.added_time, c.author, obs.address))))
-        if wants.num_valid and self.incentive_abi is not None:
-            jobs.append(("v", None, self._shared(("numValid", obs.address), lambda: self._view(
-                self.config.incentive, self.incentive_abi, "numValid", obs.address))))
-            jobs.append(("t", None, self._shared(("totalGood",), lambda: self._view(
-                self.config.incentive, self.incentive_abi, "totalGoodDataCount"))))
-        if wants.pool:
-            assert self.rpc is not None
-            jobs.append(("q", None, self._shared(("pool",), lambda: self.rpc.call("txpool_status"))))  # type: ignore[union-attr]
-        results = await asyncio.gather(*(j[2] for j in jobs), return_exceptions=True)
-        for (kind, key, _), r in zip(jobs, results):
-            if isinstance(r, BaseException):
-                continue  # unanswered: the policy sees nothing for it this block
-            if kind == "p":
-                obs.predictions[key] = int(r)
-            elif kind == "c":
-                obs.claimable[key] = int(r)
-            elif kind == "h":
-                obs.claimed[key] = bool(r)
-            elif kind == "v":
-                obs.num_valid = int(r)
-            elif kind == "t":
-                obs.total_good = int(r)
-            elif kind == "q":
-                obs.pool_pending = int(r["pending"], 16)
 
     async def _step(self, agent: Agent, block: BlockInfo, report: TickReport) -> None:
         obs = self._observe(agent, block)
@@ -482,162 +322,6 @@ class ShardCore:
         except Exception:  # noqa: BLE001 - no answer: its fate is unknown until looked up
             agent.wallet.invalidate_nonce()
 
-    # ---- receipts and outcomes -------------------------------------------------------------
-
-    async def _read_blocks(self, upto: int) -> None:
-        """Settle our transactions mined in the blocks not yet read. Each block's hash list says which
-        are ours; only their receipts are fetched (a whole block's receipts cost the node more per
-        receipt the bigger the block, and every shard would ask for all of them). The public list
-        of contributions comes from the trainer's AddData logs, filtered by the node."""
-        assert self.rpc is not None
-        numbers = list(range(self.last_block + 1, upto + 1))
-        if not numbers:
-            return
-        if not self.pending and not self.needs_public:
-            self.last_block = upto
-            return
-        calls = [self.rpc.call("eth_getBlockByNumber", hex(n), False) for n in numbers]
-        if self.needs_public:
-            topic = "0x" + self.trainer_abi.events_by_name["AddData"].topic.hex()
-            calls.append(self.rpc.call("eth_getLogs", {"address": self.config.trainer, "topics": [topic],
-                                                       "fromBlock": hex(numbers[0]), "toBlock": hex(upto)}))
-        results = await asyncio.gather(*calls)
-        if self.needs_public:
-            for log in sorted(results.pop(), key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16))):
-                decoded = self.trainer_abi.decode_log(log)
-                if decoded and decoded[0] == "AddData":
-                    a = decoded[1]
-                    self.public.append(PublicContribution(
-                        a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]), int(a["cost"]),
-                        int(log["blockNumber"], 16), log.get("transactionHash") or ""))
-        ours: list[tuple[str, int]] = []
-        read_upto = self.last_block
-        for n, header in zip(numbers, results):
-            if not header:
-                break
-            timestamp = int(header["timestamp"], 16)
-            ours.extend((h, timestamp) for h in header.get("transactions", []) if h in self.pending)
-            read_upto = n
-        receipts = await asyncio.gather(*(self.rpc.call("eth_getTransactionReceipt", h) for h, _ in ours))
-        for (h, timestamp), receipt in zip(ours, receipts):
-            p = self.pending.get(h)
-            if p is not None and receipt is not None:
-                await self._apply_receipt(p, receipt, timestamp)
-        self.last_block = read_upto
-
-    async def _apply_receipt(self, p: _Pending, receipt: dict[str, Any], timestamp: int) -> None:
-        r = p.record
-        r.included_block = int(receipt["blockNumber"], 16)
-        r.included_time = timestamp
-        r.included_wall = time.time()
-        r.gas_used = int(receipt["gasUsed"], 16)
-        r.effective_gas_price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        c = p.contribution
-        if receipt.get("status") == "0x1":
-            for log in receipt.get("logs", []):
-                topics = log.get("topics")
-                if topics and topics[0] == self._add_topic and r.action == "add" and c is not None:
-                    # AddData(int64[] d, uint64 c, uint256 t, address indexed sender, uint256 cost): the
-                    # data words are [offset of d, c, t, cost, ...]; read t and cost without a full decode.
-                    data = log["data"]
-                    c.added_time = int(data[2 + 128:2 + 192], 16)
-                    r.deposit = c.deposit = int(data[2 + 192:2 + 256], 16)
-                    r.received = r.value - r.deposit
-                    c.state = ContributionState.ADDED
-                    c.add_tx = r.tx_hash
-                    continue
-                topic = bytes.fromhex(topics[0][2:]) if topics else b""
-                abi = self._events.get(topic)
-                decoded = abi.decode_log(log) if abi else None
-                if decoded is None:
-                    continue
-                name, args = decoded
-                if name == "AddData" and r.action == "add" and c is not None:
-                    r.deposit = int(args["cost"])
-                    r.received = r.value - r.deposit
-                    c.added_time = int(args["t"])
-                    c.deposit = r.deposit
-                    c.state = ContributionState.ADDED
-                    c.add_tx = r.tx_hash
-                elif name == "Refund" and r.action == "refund" and c is not None:
-                    r.received = int(args.get("amount", 0))
-                    c.refunded = r.received
-                    c.state = ContributionState.REFUNDED
-                elif name == "Report" and r.action == "report":
-                    r.received = int(args.get("amount", 0))
-                elif name == "Collected" and r.action == "collect":
-                    r.received = int(args.get("amount", 0))
-            self._finish(r.tx_hash, TxStatus.INCLUDED)
-        else:
-            # Out of gas leaves at most 1/64 of the limit unused (EIP-150); no replay can say more.
-            if r.gas_used >= r.gas_limit - r.gas_limit // 64:
-                r.reason = f"out of gas (used {r.gas_used} of {r.gas_limit})"
-            else:
-                r.reason = await self._revert_reason(r, receipt)
-            if c is not None:
-                c.state = ContributionState.FAILED if r.action == "add" else ContributionState.ADDED
-            self._finish(r.tx_hash, TxStatus.REVERTED)
-
-    async def _revert_reason(self, r: LedgerRecord, receipt: dict[str, Any]) -> str:
-        """Re-run the call against the state before its block (an approximation when other
-        transactions of the same block changed that state)."""
-        assert self.rpc is not None
-        tx = await self.rpc.call("eth_getTransactionByHash", r.tx_hash)
-        if not tx:
-            return "reverted"
-        try:
-            await self.rpc.call(
-                "eth_call",
-                {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"], "gas": tx["gas"]},
-                hex(int(receipt["blockNumber"], 16) - 1),
-            )
-        except RpcError as e:
-            return decode_revert(e.data if isinstance(e.data, str) else None, self.errors) if e.data else e.message
-        except Exception as e:  # noqa: BLE001
-            return f"reverted (reason unavailable: {type(e).__name__})"
-        return "reverted (succeeds when replayed alone: depended on the block's other transactions)"
-
-    def _finish(self, tx_hash: str, status: TxStatus, reason: str = "") -> None:
-        p = self.pending.pop(tx_hash, None)
-        if p is None:
-            return
-        r = p.record
-        r.status = status
-        if reason:
-            r.reason = reason
-        p.agent.in_flight -= 1
-        p.agent.reserved -= p.reserved
-        if p.claim_key is not None and status is not TxStatus.REPLACED:
-            self._claim_settled(p, status)
-        if status in (TxStatus.INCLUDED, TxStatus.REVERTED):
-            p.agent.spent += r.gas_used * r.effective_gas_price
-            if status is TxStatus.INCLUDED:
-                p.agent.spent += r.value - r.received
-            # Every other transaction of this sender and nonce can never be mined now.
-            for other in self.by_nonce.pop((r.sender, r.nonce), []):
-                if other != tx_hash:
-                    self._finish(other, TxStatus.REPLACED, reason=f"nonce {r.nonce} used by {tx_hash}")
-            return
-        siblings = [h for h in self.by_nonce.get((r.sender, r.nonce), []) if h in self.pending]
-        if status is TxStatus.DROPPED and not siblings:
-            c = p.contribution
-            if c is not None and r.action == "add":
-                c.state = ContributionState.FAILED
-            elif c is not None and c.state is ContributionState.REFUND_SENT:
-                c.state = ContributionState.ADDED
-
-    def _claim_settled(self, p: _Pending, status: TxStatus) -> None:
-        """Tell the policy how its claim ended (unless a sibling of the same nonce is still pending)."""
-        assert p.claim_key is not None
-        r = p.record
-        if status is TxStatus.DROPPED and any(h in self.pending for h in self.by_nonce.get((r.sender, r.nonce), [])):
-            return
-        p.agent.claims_in_flight.discard(p.claim_key)
-        added = p.claim_key[1]
-        when = r.included_time if r.included_time >= 0 else added
-        last_window = when - added >= self.mechanism.any_address_claim_wait
-        p.agent.policy.claim_settled(p.claim_key, r.action, status is TxStatus.INCLUDED, r.reason, when,
-                                     last_window)
 
     async def _replace_stuck(self, block: BlockInfo, report: TickReport) -> None:
         """Re-send transactions pending too long with the same nonce and fees raised enough for the
@@ -668,34 +352,6 @@ class ShardCore:
                                    report=report, nonce=r.nonce, replaces=p, fees=stance))
         await asyncio.gather(*jobs)
 
-    async def _check_stale(self, current: int, *, force: bool = False, only: list[str] | None = None) -> None:
-        """Look up transactions unseen for too long (or those in `only`): gone from the node means
-        dropped."""
-        assert self.rpc is not None
-        if only is not None:
-            stale = [h for h in only if h in self.pending]
-        else:
-            stale = [h for h, p in self.pending.items()
-                     if force or current - p.record.submitted_block >= self.config.drop_after_blocks]
-        if not stale:
-            return
-        found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in stale),
-                                     return_exceptions=True)
-        for h, tx in zip(stale, found):
-            p = self.pending.get(h)
-            if p is None or isinstance(tx, BaseException):
-                continue
-            if tx is None:
-                self._finish(h, TxStatus.DROPPED, reason="vanished from the node's pool")
-                p.agent.wallet.invalidate_nonce()
-            elif tx.get("blockNumber"):
-                receipt = await self.rpc.call("eth_getTransactionReceipt", h)
-                if receipt:
-                    header = await self.rpc.call("eth_getBlockByNumber", receipt["blockNumber"], False)
-                    await self._apply_receipt(p, receipt, int(header["timestamp"], 16))
-            elif force:
-                self._finish(h, TxStatus.DROPPED, reason="still pending when the run ended")
-                p.agent.wallet.invalidate_nonce()
 
     async def market_collect(self, block: BlockInfo) -> int:
         """Prediction market, collect phase: every agent with a balance withdraws it (a `collect`
@@ -710,15 +366,6 @@ class ShardCore:
         await asyncio.gather(*sends)
         return len(sends)
 
-    async def notify_dropped(self, hashes: list[str], block: BlockInfo) -> int:
-        """The orchestrator removed these transactions from the node's pool (chaos): settle ours at
-        once, and resync the senders' nonces before they send again."""
-        ours = [h for h in hashes if h in self.pending]
-        for h in ours:
-            p = self.pending[h]
-            self._finish(h, TxStatus.DROPPED, reason="dropped from the pool (chaos)")
-            p.agent.wallet.invalidate_nonce()
-        return len(ours)
 
     def target_tx_of(self, action: str, args: list[Any], c: Contribution | None) -> str:
         """The addData transaction a claim sent by one of our agents targets (decoded `args` of the
@@ -742,99 +389,6 @@ class ShardCore:
         block = shard_recovery.restore(self, blob)
         return await shard_recovery.adopt(self, block + 1, head)
 
-    def checkpoint(self, block: int) -> int:
-        """The node's state up to `block` is safe in a dump: signed bytes of transactions settled
-        at or before it are no longer needed. Returns how many are still kept."""
-        settled = {r.tx_hash for r in self.records
-                   if r.tx_hash in self._raw and r.tx_hash not in self.pending
-                   and (r.status in (TxStatus.DROPPED, TxStatus.REPLACED) or 0 <= r.included_block <= block)}
-        for h in settled:
-            del self._raw[h]
-        return len(self._raw)
-
-    async def notify_restart(self, first_lost: int) -> dict[str, int]:
-        """The node died and came back from a dump that ends at block `first_lost - 1`: the blocks
-        after it and the whole pool are gone. Outcomes read from lost blocks are undone; every
-        transaction whose fate is now unknown is looked up (it may sit in a restored block whose
-        receipt we had not read yet), and the rest are re-broadcast with their original signed
-        bytes, in nonce order per sender. What the node refuses is dropped, with the reason."""
-        assert self.rpc is not None
-        undone = self._undo_from(first_lost)
-        unknown = list(self.pending)
-        found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in unknown))
-        lost: list[str] = []
-        for h, tx in zip(unknown, found):
-            if tx is not None and tx.get("blockNumber"):
-                continue  # mined in a restored block: the next block read settles it
-            lost.append(h)
-        by_sender: dict[str, list[_Pending]] = {}
-        for h in lost:
-            p = self.pending[h]
-            by_sender.setdefault(p.record.sender, []).append(p)
-        resent = refused = 0
-
-        async def rebroadcast(pends: list[_Pending]) -> None:
-            nonlocal resent, refused
-            gap: str | None = None  # once a nonce is lost, the sender's later ones could never run
-            # The highest fee first at each nonce: a lower sibling is then refused as underpriced.
-            for p in sorted(pends, key=lambda q: (q.record.nonce, -q.record.max_fee)):
-                h = p.record.tx_hash
-                if h not in self.pending:
-                    continue
-                raw = self._raw.get(h)
-                reason = gap or (None if raw is not None else "lost with the node (no signed copy kept)")
-                if reason is None:
-                    try:
-                        await self.rpc.call("eth_sendRawTransaction", raw)
-                        resent += 1
-                        continue
-                    except RpcError as e:
-                        reason = f"lost with the node, refused on re-broadcast: {e.message}"
-                siblings = [x for x in self.by_nonce.get((p.record.sender, p.record.nonce), [])
-                            if x != h and x in self.pending]
-                self._finish(h, TxStatus.DROPPED, reason=reason)
-                p.agent.wallet.invalidate_nonce()
-                refused += 1
-                if not siblings and gap is None:
-                    gap = f"lost with the node: nonce {p.record.nonce} before it was not restored"
-
-        await asyncio.gather(*(rebroadcast(v) for v in by_sender.values()))
-        return {"undone": len(undone), "resent": resent, "refused": refused}
-
-    async def notify_reorg(self, first_replaced: int) -> int:
-        """Blocks from `first_replaced` on were replaced. Outcomes read from them no longer hold:
-        those transactions become pending again and are looked up at once (a reorg drops them from
-        anvil, so most end `dropped` and their senders resync their nonces)."""
-        undone = self._undo_from(first_replaced)
-        if undone:
-            await self._check_stale(first_replaced, only=undone)
-        return len(undone)
-
-    def _undo_from(self, first_replaced: int) -> list[str]:
-        """Forget every outcome read from blocks `first_replaced` and later: pending again."""
-        undone: list[str] = []
-        for r in self.records:
-            if r.included_block < first_replaced or r.status not in (TxStatus.INCLUDED, TxStatus.REVERTED):
-                continue
-            agent = self._agent_by_address[r.sender]
-            if r.status is TxStatus.INCLUDED:
-                agent.spent -= r.value - r.received
-            agent.spent -= r.gas_used * r.effective_gas_price
-            r.status, r.included_block, r.included_time, r.gas_used = TxStatus.PENDING, -1, -1, 0
-            r.effective_gas_price, r.deposit, r.received, r.reason = 0, 0, 0, ""
-            r.included_wall = float("nan")
-            agent.in_flight += 1
-            c, raw_args, target = self._meta[r.tx_hash]
-            if c is not None and r.action == "add":
-                c.state, c.added_time, c.deposit, c.add_tx = ContributionState.SUBMITTED, -1, 0, ""
-            elif c is not None and r.action == "refund":
-                c.state, c.refunded = ContributionState.REFUND_SENT, 0
-            self.pending[r.tx_hash] = _Pending(r, agent, c, raw_args, target)
-            self.by_nonce.setdefault((r.sender, r.nonce), []).append(r.tx_hash)
-            undone.append(r.tx_hash)
-        self.public = [c for c in self.public if c.block < first_replaced]
-        self.last_block = min(self.last_block, first_replaced - 1)
-        return undone
 
     async def _resync_nonces(self, force: bool = False) -> None:
         assert self.rpc is not None
@@ -895,3 +449,6 @@ def make_actor_class(num_cpus: float = 1.0) -> Any:
     import ray
 
     return ray.remote(num_cpus=num_cpus)(ShardCore)
+
+
+__all__ = ["Agent", "AgentSpec", "BlockInfo", "ShardConfig", "ShardCore", "TickReport", "_Pending", "make_actor_class"]

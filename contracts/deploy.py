@@ -6,6 +6,7 @@ components moves to the trainer, and `verify_system` checks it before anyone rel
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -164,7 +165,9 @@ async def deploy_system(
     r = await tx.send(None, _constructor(compiled, model.contract, *model.constructor()),
                       what=f"deploy {model.contract}")
     model_addr = _created(r, model.contract)
-    for what, calldata in model.init_calls(abis[model.contract], gas_limit):
+    # Encoding a large model's chunks takes seconds: off the event loop, which must stay free to
+    # hear Ctrl-C during set-up.
+    for what, calldata in await asyncio.to_thread(model.init_calls, abis[model.contract], gas_limit):
         await tx.send(model_addr, calldata, what=what)
 
     r = await tx.send(

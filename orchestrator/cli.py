@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     build_replay_parser(sub)
     build_sweep_parser(sub)
+    from .attack_search_run import build_attack_search_parser
+
+    build_attack_search_parser(sub)
     return p
 
 

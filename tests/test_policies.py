@@ -101,7 +101,7 @@ def test_greedy_contributes_when_it_pays():
 
 def test_greedy_takes_a_winnable_deposit_with_a_higher_tip():
     p = policy("greedy")
-    c = rival(age_s=2 * 86_400)
+    c = rival(age_s=3 * 86_400)
     o = obs(public=[c], num_valid=1, total_good=2)
     w = p.wants(o)
     assert c in w.claimable and c.data in w.predictions and w.num_valid
@@ -114,7 +114,7 @@ def test_greedy_takes_a_winnable_deposit_with_a_higher_tip():
 
 
 def test_greedy_does_not_take_when_the_model_agrees_or_it_has_no_verified_data():
-    c = rival(age_s=2 * 86_400)
+    c = rival(age_s=3 * 86_400)
     o = obs(public=[c], num_valid=1, total_good=2)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 1
@@ -148,7 +148,7 @@ def test_greedy_collects_everything_once_the_last_window_opens():
 
 
 def test_greedy_skips_a_take_whose_fee_exceeds_the_reward():
-    c = rival(age_s=2 * 86_400, deposit=10**9)  # a dust deposit
+    c = rival(age_s=3 * 86_400, deposit=10**9)  # a dust deposit
     o = obs(public=[c], num_valid=1, total_good=1, base_fee=100 * GWEI)
     o.claimable[c.key] = c.deposit
     o.predictions[c.data] = 0
@@ -195,13 +195,13 @@ def test_grief_copies_with_flipped_labels_then_reports():
     o = obs(contributions=mine, public=[victim], num_valid=1, total_good=3)
     copies = [a for a in p.decide(o) if isinstance(a, AddData)]
     assert [(a.sample.data, a.sample.label) for a in copies] == [(victim.data, 1 - victim.label)]
-    # Two days later the same contribution is past its refund wait and the model now rejects it.
-    o2 = obs(time=1_000_000 + 2 * 86_400, contributions=mine, public=[victim], num_valid=1, total_good=3)
+    # Three days later the same contribution is past its refund wait and the model now rejects it.
+    o2 = obs(time=1_000_000 + 3 * 86_400, contributions=mine, public=[victim], num_valid=1, total_good=3)
     assert victim in p.wants(o2).claimable
     o2.claimable[victim.key] = victim.deposit
     o2.predictions[victim.data] = 1 - victim.label
     assert any(isinstance(a, Report) and a.target == victim for a in p.decide(o2))
-    o3 = obs(time=1_000_000 + 2 * 86_400 + 1, contributions=mine, public=[victim], num_valid=1, total_good=3)
+    o3 = obs(time=1_000_000 + 3 * 86_400 + 1, contributions=mine, public=[victim], num_valid=1, total_good=3)
     assert victim not in p.wants(o3).claimable  # reported once only
 
 
@@ -291,3 +291,100 @@ def test_roles_come_from_policies_and_groups_may_override() -> None:
         "  - {policy: greedy, count: 1, role: honest}\n"
         "  - {policy: honest, count: 1}\n")
     assert [g.resolved_role() for g in sc.agents] == ["attacker", "honest", "honest"]
+
+
+# ---- the claim loop, settlement, parameters (issue 11, 13) -----------------------------------
+
+
+MARKET = Mechanism("prediction_market", cost_weight=0, refund_wait=0, owner_claim_wait=0, any_address_claim_wait=0,
+                   stake=10**16)
+
+
+def test_claim_moments_drive_next_wake_and_settlement_stops_adds():
+    from agents.policies.base import FINISHED
+
+    p = policy("honest", {"rate": 5.0, "arrival": "constant"}, samples(3))
+    mine = Contribution(0, (1, 2), 1, ContributionState.ADDED, added_time=999_000, deposit=5)
+    assert p.next_wake(obs(contributions=[mine])) is None  # samples left: every block
+    settling = obs(contributions=[mine], settling=True)
+    assert not any(isinstance(a, AddData) for a in p.decide(settling))
+    # Its next claim moment: its own refund wait (a day after adding); then the take-all window.
+    assert p.next_wake(settling) == 999_000 + STAKE.refund_wait
+    later = obs(time=999_000 + STAKE.refund_wait, contributions=[mine], settling=True)
+    p.wants(later)
+    later.predictions[(1, 2)] = 0  # the model disagrees: look again at the next grid point
+    later.claimable[(ME, 999_000, 1, (1, 2))] = 5
+    assert p.decide(later) == []
+    wake = p.next_wake(later)
+    assert later.time < wake <= later.time + 6 * 3600
+    mine.state = ContributionState.REFUNDED
+    assert p.next_wake(obs(contributions=[mine], settling=True)) == FINISHED
+
+
+def test_flippers_reclaim_and_take_all_their_own():
+    p = policy("adversarial", {"attack": "label_flip"}, [])
+    agreed = Contribution(0, (1,), 0, ContributionState.ADDED, added_time=1_000_000 - 2 * 86_400, deposit=7)
+    old = Contribution(1, (2,), 0, ContributionState.ADDED, added_time=1_000_000 - 9 * 86_400, deposit=9)
+    o = obs(contributions=[agreed, old])
+    w = p.wants(o)
+    assert {(1,), (2,)} <= w.predictions
+    o.predictions.update({(1,): 0, (2,): 1})  # the final model agrees with the first flip only
+    o.claimable[(ME, agreed.added_time, 0, (1,))] = 7
+    o.claimable[(ME, old.added_time, 0, (2,))] = 9
+    acts = p.decide(o)
+    assert Refund(0) in acts
+    assert any(isinstance(a, Report) and a.target.author == ME and a.target.data == (2,) for a in acts)
+
+
+def test_greedy_in_a_market_acts_or_says_why_not():
+    data = [Sample((1,), 1), Sample((2,), 1), Sample((3,), 0)]
+    p = policy("greedy", {"rate": 1.0, "arrival": "constant", "max_deposit": "1 ether"}, data)
+    acts = []
+    for t, pred in ((1_000_000, 1), (1_000_001, 0), (1_000_002, 0)):
+        o = obs(time=t, mechanism=MARKET)
+        p.wants(o)
+        o.predictions[data[(t - 1_000_000)].data] = pred
+        acts += p.decide(o)
+    # The sample the model already gets right earns nothing; the two it gets wrong can.
+    assert [a.sample.data for a in acts if isinstance(a, AddData)] == [(2,)]
+    assert p.reasons() == {"market: model already right": 2}
+
+
+def test_front_run_without_txpool_warns_once_and_stops_blocking():
+    p = policy("adversarial", {"attack": "front_run"}, samples(3))
+    o = obs()
+    assert p.wants(o).pool
+    assert p.decide(o) == []  # pool_pending None: the node did not answer txpool_status
+    assert len(p.warnings) == 1 and "txpool" in p.warnings[0]
+    assert p.decide(obs()) == [] and len(p.warnings) == 1
+    assert p.next_wake(obs()) is not None  # no longer asks for every block
+    assert not p.wants(obs()).pool
+
+
+def test_params_are_validated_with_suggestions():
+    from agents.policies.base import validate_params
+
+    assert validate_params("honest", {"rate": 0.1, "recheck_s": "12h", "give_up_s": "2d"}) == []
+    assert validate_params("greedy", {"max_tip": "50 gwei", "value_per_valid": "0.01 ether"}) == []
+    [(key, msg)] = validate_params("greedy", {"tip_shares": 0.2})
+    assert key == "tip_shares" and "did you mean 'tip_share'" in msg
+    [(key, msg)] = validate_params("adversarial", {"attack": "labelflip"})
+    assert key == "attack" and "did you mean 'label_flip'" in msg
+    [(key, msg)] = validate_params("adversarial", {"budget": "lots"})
+    assert key == "budget" and "lots" in msg
+    [(key, msg)] = validate_params("karma_seeker", {"rival_window_s": -5})
+    assert key == "rival_window_s"
+    assert validate_params("nonexistent", {})[0][0] == ""
+    # A plugin without declared parameters takes anything.
+    assert validate_params("plugin_policies:OneShotPolicy", {"whatever": 1}) == []
+
+
+def test_plugin_import_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_syntax_plugin.py").write_text("def f(:\n    pass\n")
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('no config\\nfound')\n")
+    for module, expected in (("broken_syntax_plugin", "SyntaxError"), ("raising_plugin", "RuntimeError: no config found")):
+        with pytest.raises(PolicyError) as e:
+            resolve_policy(f"{module}:P")
+        text = str(e.value)
+        assert "\n" not in text and module in text and expected in text, text

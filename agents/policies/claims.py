@@ -9,7 +9,8 @@ simulate.py), and how this loop follows or departs from them:
    the model disagrees). Here the agent first asks the model with a free `predict` call and sends
    the refund only when it agrees, so a refused refund costs no gas; if the model disagrees it asks
    again at each step of a shared grid of chain time (`recheck_s`), until the last window opens.
-3. Someone else's contribution past the refund wait: the reference tries `report` (rejected unless
+3. Someone else's contribution past the refund wait (looked at every `report_every_s`, by default a
+   quarter of the window between the refund wait and the any-address wait): the reference tries `report` (rejected unless
    the model disagrees and the reporter has verified contributions). Here: a free `predict`, the
    remaining deposit and the agent's verified count first; it reports when the model disagrees, the
    remainder is above 0, it has verified contributions (the contract pays
@@ -37,6 +38,7 @@ A prediction market has no claims (its shard collects at the end): the loop stay
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,6 +69,7 @@ class ClaimRules:
     take_all: bool = True  # take whatever is left once the any-address window opens
     points_reports: bool = False  # under Points: report rivals the model rejects
     recheck_s: int | None = None  # None: the mechanism's refund wait, between 1 minute and 6 hours
+    report_every_s: int | None = None  # None: a quarter of the report window, at least recheck_s
     give_up_s: int | None = None  # stop asking for its own refund this long after adding (take-all still)
     take_all_grace_s: int = 60  # others' take-all waits this long after the author's
     rival_window_s: int = 600  # Points: rivals are looked at this long after their wait ends
@@ -93,6 +96,15 @@ class ClaimLoop:
         self._due_own: list[Contribution] = []
         self._due_others: list[PublicContribution] = []
         self.reasons: dict[str, int] = {}  # why claims were not sent (counts), for the summary
+        # Others' contributions by their next moment: each block touches only those due, not the whole
+        # public list (thousands of contributions times every agent of the shard, every block).
+        self._heap: list[tuple[int, int, Key]] = []
+        self._sched: dict[Key, int] = {}
+        self._by_key: dict[Key, PublicContribution] = {}
+        self._ingested = 0
+        self._dirty: set[Key] = set()
+        self._rebuild = False
+        self._seq = 0  # tie-breaker of equal moments (an int: the policy is pickled in snapshots)
 
     # ---- moments ---------------------------------------------------------------------------------
 
@@ -100,6 +112,15 @@ class ClaimLoop:
         if self.rules.recheck_s:
             return int(self.rules.recheck_s)
         return min(max(obs.mechanism.refund_wait, 60), 6 * HOUR)
+
+    def report_every_s(self, obs: Observation) -> int:
+        """How often others' contributions are looked at in the report window. Each look costs a
+        `predict` and a remainder read per contribution (node time, shared by the shard's agents),
+        and a take pays the same whenever in the window it lands: a quarter of the window by default."""
+        if self.rules.report_every_s:
+            return int(self.rules.report_every_s)
+        m = obs.mechanism
+        return max(self.recheck_s(obs), (m.any_address_claim_wait - m.refund_wait) // 4, 1)
 
     @staticmethod
     def _grid_ceil(t: int, step: int) -> int:
@@ -158,7 +179,7 @@ class ClaimLoop:
         take_all = c.added_time + m.any_address_claim_wait + self.rules.take_all_grace_s
         take = None
         if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0):
-            step = self.recheck_s(obs)
+            step = self.report_every_s(obs)
             take = self._grid_ceil(opens, step) if last is None else max(opens, self._grid_ceil(last + 1, step))
             if take >= take_all - self.rules.take_all_grace_s:
                 take = None
@@ -176,9 +197,13 @@ class ClaimLoop:
         own = [c for c in obs.contributions
                if (t := self._own_moment(obs, c)) is not None and t <= obs.time
                and own_key(obs.address, c) not in obs.claims_in_flight]
-        others = [c for c in obs.public
-                  if (t := self._other_moment(obs, c)) is not None and t <= obs.time
-                  and c.key not in obs.claims_in_flight]
+        for c in self._due_others:  # left over from a block whose decision never came
+            self._schedule(obs, c)
+        due = self._due_public(obs)
+        others = [c for c in due if c.key not in obs.claims_in_flight]
+        for c in due:
+            if c.key in obs.claims_in_flight:
+                self._schedule(obs, c)
         self._due_own, self._due_others = own, others
         w = Wants()
         if not own and not others:
@@ -195,8 +220,16 @@ class ClaimLoop:
 
     def decide(self, obs: Observation, slots: int) -> list[Action]:
         """Claims due now, at most `slots` of them."""
+        try:
+            return self._decide(obs, slots)
+        finally:
+            for c in self._due_others:
+                self._schedule(obs, c)
+            self._due_others = []
+
+    def _decide(self, obs: Observation, slots: int) -> list[Action]:
         if obs.num_valid is not None:
-            self._valid = obs.num_valid
+            self._set_valid(obs.num_valid)
         out: list[Action] = []
         m = obs.mechanism
         for c in self._due_own:
@@ -251,6 +284,8 @@ class ClaimLoop:
             tip = self._tip(obs, reward)
             if reward - REPORT_GAS * (obs.base_fee + (tip or 10**9)) <= self.rules.min_reward_over_fee:
                 self._count("fee above reward")
+                if age >= m.any_address_claim_wait:
+                    self._done.add(c.key)  # dust no one would pay gas for: it stays in the trainer
                 continue
             if len(out) >= slots:
                 self._count("in-flight limit")
@@ -274,7 +309,11 @@ class ClaimLoop:
     def next_moment(self, obs: Observation) -> int:
         """The earliest chain time a claim may be due; FINISHED when nothing could ever be claimed."""
         moments = [t for c in obs.contributions if (t := self._own_moment(obs, c)) is not None]
-        moments += [t for c in obs.public if (t := self._other_moment(obs, c)) is not None]
+        self._sync(obs)
+        while self._heap and self._sched.get(self._heap[0][2]) != self._heap[0][0]:
+            heapq.heappop(self._heap)  # stale entry
+        if self._heap:
+            moments.append(self._heap[0][0])
         # A contribution of its own still in flight or being refunded may end as a claim later.
         if any(c.state in (ContributionState.SUBMITTED, ContributionState.REFUND_SENT) for c in obs.contributions):
             return obs.time
@@ -282,9 +321,10 @@ class ClaimLoop:
 
     def settled(self, key: Key, action: str, ok: bool, reason: str, obs_time: int, last_window: bool) -> None:
         """A claim of this agent reached a final status (told by the shard)."""
+        self._dirty.add(key)
         if ok:
             if action == "refund":
-                self._valid = (self._valid or 0) + 1  # one more verified contribution
+                self._set_valid((self._valid or 0) + 1)  # one more verified contribution
             if action == "report" and not last_window:
                 self._took.add(key)
             elif action == "report" or action == "refund":
@@ -292,6 +332,61 @@ class ClaimLoop:
             return
         if any(r in reason for r in FINAL_REVERTS):
             self._done.add(key)
+
+    # ---- the schedule of others' contributions -----------------------------------------------------
+
+    def _set_valid(self, n: int) -> None:
+        if self._valid == 0 and n > 0:
+            self._rebuild = True  # report moments skipped while it had no verified data count again
+        self._valid = n
+
+    def _sync(self, obs: Observation) -> None:
+        """Take in contributions published since the last block (the list only grows, except when a
+        reorg cuts it: then start over)."""
+        if self._rebuild or len(obs.public) < self._ingested:
+            self._heap, self._sched, self._by_key, self._ingested = [], {}, {}, 0
+            self._rebuild = False
+        for c in obs.public[self._ingested:]:
+            self._schedule(obs, c)
+        self._ingested = len(obs.public)
+        for key in self._dirty:
+            c = self._by_key.get(key)
+            if c is not None:
+                self._schedule(obs, c)
+        self._dirty.clear()
+
+    def _schedule(self, obs: Observation, c: PublicContribution) -> None:
+        t = self._other_moment(obs, c)
+        key = c.key
+        if t is None:
+            self._sched.pop(key, None)
+            return
+        self._by_key[key] = c
+        if self._sched.get(key) != t:
+            self._sched[key] = t
+            self._seq += 1
+            heapq.heappush(self._heap, (t, self._seq, key))
+
+    def _due_public(self, obs: Observation) -> list[PublicContribution]:
+        self._sync(obs)
+        due: list[PublicContribution] = []
+        while self._heap and self._heap[0][0] <= obs.time:
+            t, _, key = heapq.heappop(self._heap)
+            if self._sched.get(key) != t:
+                continue  # stale
+            c = self._by_key[key]
+            now = self._other_moment(obs, c)
+            if now is None:
+                del self._sched[key]
+            elif now > obs.time:
+                self._sched[key] = now
+                self._seq += 1
+                heapq.heappush(self._heap, (now, self._seq, key))
+            else:
+                del self._sched[key]  # rescheduled once decided on
+                due.append(c)
+        due.sort(key=lambda c: (c.block, c.added_time))  # order of addition, as the reference walks them
+        return due
 
     def _tip(self, obs: Observation, reward: int) -> int | None:
         return self.tip_for(obs, reward) if self.tip_for is not None else None

@@ -44,6 +44,9 @@ from .world import World
 log = structlog.get_logger("dcai.run")
 
 DRAIN_BLOCKS = 60  # without settlement: blocks allowed for in-flight transactions to settle
+# Settlement ends early when this many blocks pass with no transaction moving and no idle time to
+# skip: agents that keep waking with nothing to send would otherwise hold the run to its cap.
+SETTLE_STALL_BLOCKS = 100
 
 
 class Run:
@@ -75,6 +78,8 @@ class Run:
         self._resume: asyncio.Event | None = None
         self.acting = True
         self.settling = False
+        self._warped = False  # the last move to a new block skipped idle time
+        self._settle_idle = 0  # blocks of settlement in a row with nothing moving
 
     # What tests and tools look at while a run goes.
     node = property(lambda self: self.world.node)
@@ -100,7 +105,8 @@ class Run:
         previous = signal.getsignal(signal.SIGINT)
         try:
             asyncio.run(self._main())
-            if self.write_report:
+            # Interrupted during set-up: there is nothing to plot, and the user asked to stop now.
+            if self.write_report and not (self._in_setup and self.state.status == "interrupted"):
                 try:
                     from ..report import write_report
 
@@ -247,7 +253,7 @@ class Run:
             settle = sched.settle and not self._stop_requested and self.world.mechanism.agents_claim
             self.settling = await self.pool.stop_acting(settle)
             self.settle_end = head.number + sched.settle_max_blocks
-            self.telemetry.event("acting_stopped", block=head.number, reason=self.state.ended_because,
+            self.recorder.notice("acting_stopped", block=head.number, reason=self.state.ended_because,
                                  settling=self.settling)
             self.recorder.status("settling" if self.settling else "stopping")
         finished = all(r.finished for r in reports)
@@ -259,6 +265,12 @@ class Run:
         if self.settling and not self._stop_requested:
             self.state.settle_blocks += 1
             if finished and in_flight == 0:
+                return True
+            moved = self._warped or any(r.sent or r.included or r.reverted or r.dropped for r in reports)
+            self._settle_idle = 0 if moved else self._settle_idle + 1
+            if self._settle_idle >= SETTLE_STALL_BLOCKS:
+                self.state.ended_because += (f"; settlement stalled ({SETTLE_STALL_BLOCKS} blocks with no claim moving "
+                                             "and no idle time to skip)")
                 return True
             if head.number >= self.settle_end:
                 self.state.ended_because += f"; settlement cap hit (schedule.settle_max_blocks: {sched.settle_max_blocks})"
@@ -277,7 +289,8 @@ class Run:
         assert self.world.mechanism is not None and self.monitor is not None
         warps = (self.acting or self.settling) and self.world.mechanism.allows_warps
         warp_to = self.clock.warp_target(reports, head) if warps else None
-        if await self.clock.advance(head, warp_to) is not None and warp_to is not None:
+        self._warped = await self.clock.advance(head, warp_to) is not None and warp_to is not None
+        if self._warped and warp_to is not None:
             self.recorder.warp(head, warp_to)
         head = await self.clock.next_block(head, self.deadline if self.acting else math.inf,
                                            lambda: self._stop_requested)

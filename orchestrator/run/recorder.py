@@ -35,6 +35,11 @@ class Recorder:
                                 **{("chaos" if k == "event" else k): v for k, v in record.items() if k != "wall"})
         return record
 
+    def notice(self, kind: str, **fields: Any) -> None:
+        """A moment worth telling live watchers and the log, not an event on the run's time axes."""
+        self.telemetry.event(kind, **fields)
+        log.info(kind, **fields)
+
     def warp(self, head: Any, to: int) -> None:
         self.state.warps.append({"block": head.number, "from": head.timestamp, "to": to})
         log.info("skipping idle chain time", block=head.number, seconds=to - head.timestamp)
