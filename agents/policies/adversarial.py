@@ -27,7 +27,7 @@ holds exactly, whatever the timing of receipts.
 Claims, for every attack (agents/policies/claims.py), as the reference's bad agent also claims
 (it runs the same loop as the good one): flippers refund what the final model agrees with, report
 others' contributions the model rejects once some of their own are verified, and take whatever is
-left after the any-address window, their own included. Claims respect the budget like everything else.
+left after the any-address window, their own first. Claims respect the budget like everything else.
 Settlement (`Observation.settling`): the attack stops, claims go on.
 
 Parameters: attack (label_flip), budget (1 ether), rate (0.05/s), arrival (poisson), target_class (1),
@@ -93,7 +93,7 @@ class AdversarialPolicy(Policy):
         self.budget = p.budget
         self.max_in_flight = p.max_in_flight
         self.arrivals = Arrivals.from_params(self.params)
-        self.claims = ClaimLoop(p.claim_rules(), who=ctx.agent_id)
+        self.claims = ClaimLoop(p.claim_rules())
         self._next = 0
         self._copied: set[tuple[str, int, int, tuple[int, ...]]] = set()
         self._probes = list(MALFORMED)

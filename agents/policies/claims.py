@@ -17,11 +17,10 @@ simulate.py), and how this loop follows or departs from them:
    deposit * numValid / totalGoodDataCount, at most the remainder) and the reward exceeds the fee.
    A reporter takes once per contribution before the last window (the contract refuses a second).
 4. Past the any-address window: the reference takes the entire remainder of anything, its own
-   included, whichever agent wakes first. Here too (its own: a refund if the model agrees, since it
-   also counts as verified, else a take-all `report`): each agent's attempt on each contribution
-   comes at a fixed pseudo-random delay within `take_all_spread_s` of the window's opening, so the
-   first in line takes the remainder and the others read 0 instead of racing it into reverts; no
-   one, the author included, goes first by right.
+   included. Here too, own contributions first (at the window's opening: a refund if the model
+   agrees, since it also counts as verified, else a take-all `report`); others' after
+   `take_all_grace_s` more, so the author, who wakes for its own deposit, normally takes it first
+   and the others find nothing left instead of racing it into reverted transactions.
 5. The reference removes a contribution from its list once nothing is claimable; here a
    contribution is done once its remainder reads 0, or a claim reverts for a reason that cannot
    change (already claimed, nothing left). Any other failure (dropped, out of gas, the model
@@ -40,7 +39,6 @@ A prediction market has no claims (its shard collects at the end): the loop stay
 from __future__ import annotations
 
 import heapq
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,7 +71,7 @@ class ClaimRules:
     recheck_s: int | None = None  # None: the mechanism's refund wait, between 1 minute and 6 hours
     report_every_s: int | None = None  # None: a quarter of the report window, at least recheck_s
     give_up_s: int | None = None  # stop asking for its own refund this long after adding (take-all still)
-    take_all_spread_s: int = 60  # take-all attempts spread over this long after the window opens
+    take_all_grace_s: int = 60  # others' take-all waits this long after the author's
     rival_window_s: int = 600  # Points: rivals are looked at this long after their wait ends
     max_attempts: int = 5  # take-all attempts per contribution
     min_reward_over_fee: int = 0  # wei a claim must bring beyond its fee
@@ -88,7 +86,6 @@ class ClaimLoop:
     rules: ClaimRules = field(default_factory=ClaimRules)
     # Greedy raises its tip for valuable claims: (obs, reward) -> tip or None for the default.
     tip_for: Callable[[Observation, int], int | None] | None = None
-    who: int = 0  # the agent id: spreads take-all attempts (see _spread)
 
     def __post_init__(self) -> None:
         self._checked: dict[Key, int] = {}  # when the model (or the remainder) was last asked about it
@@ -147,27 +144,15 @@ class ClaimLoop:
             if not self.rules.refund or obs.time >= self._points_horizon(obs, c):
                 return None
             return opens if last is None else max(opens, self._grid_ceil(last + 1, self.recheck_s(obs)))
-        take_all = last_window + self._spread(obs, key)
-        if obs.time >= take_all and self.rules.take_all:
-            if last is not None and last >= take_all and self._attempts.get(key, 0) >= self.rules.max_attempts:
+        if obs.time >= last_window and self.rules.take_all:
+            if last is not None and last >= last_window and self._attempts.get(key, 0) >= self.rules.max_attempts:
                 return None
-            return take_all if last is None or last < take_all else last + obs.block_time
+            return last_window if last is None or last < last_window else last + obs.block_time
         gave_up = self.rules.give_up_s is not None and obs.time >= c.added_time + int(self.rules.give_up_s)
         if not self.rules.refund or gave_up:
-            return take_all if self.rules.take_all else None
+            return last_window if self.rules.take_all else None
         nxt = opens if last is None else max(opens, self._grid_ceil(last + 1, self.recheck_s(obs)))
-        return min(nxt, take_all) if self.rules.take_all else nxt
-
-    def _spread(self, obs: Observation, key: Key) -> int:
-        """This agent's delay, within `take_all_spread_s`, before its take-all of a contribution: fixed
-        per (agent, contribution), so the same seed gives the same order, and spread so that the
-        first in line takes the remainder and the others read 0 instead of racing it into reverts.
-        No one goes first by right, the author neither: the reference's agents take in the order
-        they happen to wake."""
-        bt = max(obs.block_time, 1)
-        slots = self.rules.take_all_spread_s // bt + 1
-        h = zlib.crc32(f"{self.who}|{key[0].lower()}|{key[1]}|{key[2]}".encode())
-        return (h % slots) * bt
+        return min(nxt, last_window) if self.rules.take_all else nxt
 
     def _points_horizon(self, obs: Observation, c: Contribution) -> int:
         """Points has no take-all: validation is retried until `give_up_s`, else until the last window
@@ -191,12 +176,12 @@ class ClaimLoop:
             return opens if obs.time <= close else None
         if c.deposit == 0:
             return None
-        take_all = c.added_time + m.any_address_claim_wait + self._spread(obs, key)
+        take_all = c.added_time + m.any_address_claim_wait + self.rules.take_all_grace_s
         take = None
         if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0):
             step = self.report_every_s(obs)
             take = self._grid_ceil(opens, step) if last is None else max(opens, self._grid_ceil(last + 1, step))
-            if take >= c.added_time + m.any_address_claim_wait:
+            if take >= take_all - self.rules.take_all_grace_s:
                 take = None
         if obs.time >= take_all and self.rules.take_all:
             if self._attempts.get(key, 0) >= self.rules.max_attempts:
@@ -287,7 +272,7 @@ class ClaimLoop:
                 self._done.add(c.key)
                 continue
             age = obs.time - c.added_time
-            if age >= m.any_address_claim_wait:
+            if age >= m.any_address_claim_wait + self.rules.take_all_grace_s:
                 reward = left
             elif agrees is None:
                 self._count("unanswered")

@@ -7,7 +7,7 @@ every agent there, and chooses when to contribute by expected value.
   the model agrees; takes others' contributions the model rejects, when it has verified
   contributions: the reward is `deposit * numValid / totalGoodDataCount` (at most what is left),
   sent when it exceeds the fee by `min_profit`; and comes back once the any-address window opens to
-  take the whole remainder of anything left, its own included. Retries until nothing is left.
+  take the whole remainder of anything left, its own first. Retries until nothing is left.
 * Raises its tip for a claim worth more than the extra fee: the tip grows with `tip_share` of the
   reward per gas, capped at `max_tip`, since racing other takers for the same deposit is won by fee.
 * Contributes only when it pays: a sample whose true label the model already predicts (so the
@@ -71,7 +71,7 @@ class GreedyPolicy(Policy):
         self.p_agree = p.p_agree
         self.max_in_flight = p.max_in_flight
         self.arrivals = Arrivals.from_params(self.params)
-        self.claims = ClaimLoop(p.claim_rules(min_reward_over_fee=p.min_profit), tip_for=self._tip_for, who=ctx.agent_id)
+        self.claims = ClaimLoop(p.claim_rules(min_reward_over_fee=p.min_profit), tip_for=self._tip_for)
         self._next = 0
         self._skips: dict[str, int] = {}
 

@@ -12,14 +12,14 @@ simulate.py; facts only, the code is ours):
   refund of its own contributions once the model agrees (after the refund wait, rechecked every
   `recheck_s`), takes of others' contributions the model rejects once it has verified
   contributions of its own (`report`), the whole remainder of anything left after the any-address
-  window, its own included (`take_all`), retried until nothing is left.
+  window, its own first (`take_all`), retried until nothing is left.
 * Settlement (`Observation.settling`): it stops adding and only claims; `next_wake` is then its
   next claim moment, FINISHED once nothing could ever be claimed again.
 At most `max_in_flight` of its transactions are pending at once.
 
 Parameters: rate (0.05/s), arrival (poisson), mistake_rate (0.0), max_in_flight (4), burst_size,
 burst_every, max_gap, and the claim loop's: refund, report, take_all (true), recheck_s (the refund
-wait, 1 min to 6 h), give_up_s (none: never stop asking for a refund), take_all_spread_s (60),
+wait, 1 min to 6 h), give_up_s (none: never stop asking for a refund), take_all_grace_s (60),
 max_attempts (5).
 """
 
@@ -51,7 +51,7 @@ class HonestPolicy(Policy):
         self.mistake_rate = p.mistake_rate
         self.max_in_flight = p.max_in_flight
         self.arrivals = Arrivals.from_params(self.params)
-        self.claims = ClaimLoop(p.claim_rules(), who=ctx.agent_id)
+        self.claims = ClaimLoop(p.claim_rules())
         self._next = 0
 
     def adding(self, obs: Observation) -> bool:

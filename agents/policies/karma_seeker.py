@@ -53,8 +53,7 @@ class KarmaSeekerPolicy(Policy):
         self.max_in_flight = p.max_in_flight
         self.near = p.near_duplicates
         self.arrivals = Arrivals.from_params(self.params)
-        self.claims = ClaimLoop(p.claim_rules(points_reports=p.report_rivals, rival_window_s=p.rival_window_s),
-                                  who=ctx.agent_id)
+        self.claims = ClaimLoop(p.claim_rules(points_reports=p.report_rivals, rival_window_s=p.rival_window_s))
         self._queue: list[tuple[int, ...]] = []  # feature sets waiting for the model's label
         self._next = 0
 

@@ -48,10 +48,10 @@ class ClaimParams(BaseParams):
     recheck_s: OptDuration = Field(None, description="None: the refund wait, between 1 minute and 6 hours")
     report_every_s: OptDuration = Field(None, description="None: a quarter of the report window")
     give_up_s: OptDuration = Field(None, description="stop asking for its own refund this long after adding")
-    take_all_spread_s: Duration = 60
+    take_all_grace_s: Duration = 60
     max_attempts: int = Field(5, ge=1)
 
     def claim_rules(self, **overrides: Any) -> ClaimRules:
         return ClaimRules(refund=self.refund, report=self.report, take_all=self.take_all,
                           recheck_s=self.recheck_s, report_every_s=self.report_every_s, give_up_s=self.give_up_s,
-                          take_all_spread_s=self.take_all_spread_s, max_attempts=self.max_attempts, **overrides)
+                          take_all_grace_s=self.take_all_grace_s, max_attempts=self.max_attempts, **overrides)
