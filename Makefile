@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
-SCENARIO ?= scenarios/quickstart.yaml
+SCENARIO ?= scenarios/demo.yaml
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test bench clean-cache
@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m benchmarks.gas $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/gas.json,)
 	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
 	if [ -f benchmarks/accuracy.py ]; then $(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS); fi
+	$(BIN)/python -m benchmarks.fidelity $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/fidelity.json,)
 	$(BIN)/python benchmarks/report_results.py
 
 clean-cache:

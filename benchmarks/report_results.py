@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KNOWN = ("throughput", "scale", "gas", "soak", "accuracy")
+KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity")
 
 
 _MTIME: dict[str, str] = {}  # file times: the date of results that do not record theirs (gas.json is a list)
@@ -81,7 +81,8 @@ def _anvil_version_here() -> str:
 
 def machine_section(data: dict[str, Any]) -> list[str]:
     recorded = [(name, d["machine"]) for name, d in data.items() if isinstance(d, dict) and "machine" in d]
-    m = recorded[0][1] if recorded else {}
+    # The fullest record (the throughput benchmark's also lists client library versions) describes the machine.
+    m = max(recorded, key=lambda r: len(r[1].get("versions", {})))[1] if recorded else {}
     v = dict(m.get("versions", {}))
     lines = ["## Machine", ""]
     if not recorded:
@@ -266,7 +267,30 @@ def generic_section(d: Any, name: str, title: str) -> list[str]:
     return lines
 
 
-SECTIONS = {"throughput": throughput_section, "scale": scale_section, "gas": gas_section, "soak": soak_section}
+def fidelity_section(d: dict[str, Any]) -> list[str]:
+    """The paper's experiment on chain vs off-chain: fidelity.py writes its own tables and closing note
+    from the same figures, so the page and the console say the same thing."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.fidelity import tables
+
+    wall = d.get("chain_run_wall_s") or {}
+    code = d.get("code", {})
+    lines = ["## Fidelity: the paper's experiment on chain vs the reference's assumptions (`fidelity.py`)", "",
+             f"Taken {when(d)} on `{d.get('scenario')}`, seeds {d.get('seeds')}; code {code.get('branch')} "
+             f"@ {code.get('commit')}{' (uncommitted changes)' if code.get('dirty') else ''}. "
+             + (f"One chain run took {wall.get('mean', 0):.0f} ± {wall.get('ci95', 0):.0f} s of wall time "
+                f"(driven blocks, idle time skipped, no report); " if wall else "")
+             + f"the whole benchmark {d.get('total_wall_s')} s"
+             + (f" (load average at the end {d['load_average_at_end']})" if d.get("load_average_at_end") else "")
+             + ".", ""]
+    lines += tables(d)
+    lines += [""] + [x for note in d.get("notes", []) for x in (note, "")]
+    return lines[:-1]
+
+
+SECTIONS = {"throughput": throughput_section, "scale": scale_section, "gas": gas_section, "soak": soak_section,
+            "fidelity": fidelity_section}
 
 
 def render(data: dict[str, Any]) -> str:

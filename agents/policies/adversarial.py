@@ -92,7 +92,7 @@ class AdversarialPolicy(Policy):
         self.attack = p.attack
         self.budget = p.budget
         self.max_in_flight = p.max_in_flight
-        self.arrivals = Arrivals.from_params(self.params)
+        self.arrivals = Arrivals.from_params(self.params, agent=f"agent {self.agent_id}")
         self.claims = ClaimLoop(p.claim_rules())
         self._next = 0
         self._copied: set[tuple[str, int, int, tuple[int, ...]]] = set()
@@ -152,9 +152,10 @@ class AdversarialPolicy(Policy):
     def _attack(self, obs: Observation, budget: int) -> list[Action]:
         value = obs.mechanism.max_deposit
         if self.attack == "label_flip":
-            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
+            n = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load,
+                                   limit=min(budget, len(self.samples) - self._next))
             return [AddData(Sample(s.data, self.wrong_label(s.label)), value)
-                    for s in self._next_samples(obs, min(n, budget))]
+                    for s in self._next_samples(obs, n)]
         if self.attack == "targeted":
             n = min(self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load), budget)
             target = int(self.p.target_class)
@@ -253,6 +254,12 @@ class AdversarialPolicy(Policy):
         assert self.claims is not None
         if obs.in_flight:
             return None
+        if self.attacking(obs) and self.attack == "label_flip":
+            # A slow flipper lets the chain skip to its next add (or an earlier claim).
+            arrival = self.arrivals.next_time()
+            if arrival is None:
+                return None
+            return arrival if self._claims_off else min(arrival, self.claims.next_moment(obs))
         if self.attacking(obs) and not (self.attack == "front_run" and not obs.pool_pending):
             return None
         if self._claims_off:

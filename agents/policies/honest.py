@@ -50,7 +50,7 @@ class HonestPolicy(Policy):
         p: HonestParams = self.typed
         self.mistake_rate = p.mistake_rate
         self.max_in_flight = p.max_in_flight
-        self.arrivals = Arrivals.from_params(self.params)
+        self.arrivals = Arrivals.from_params(self.params, agent=f"agent {self.agent_id}")
         self.claims = ClaimLoop(p.claim_rules())
         self._next = 0
 
@@ -67,8 +67,9 @@ class HonestPolicy(Policy):
         actions: list[Action] = self.claims.decide(obs, max(budget, 0))
         budget -= len(actions)
         if self.adding(obs) and budget > 0:
-            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load)
-            for _ in range(min(arrivals, budget, len(self.samples) - self._next)):
+            arrivals = self.arrivals.draw(obs.time, obs.block_time, self.rng, obs.load,
+                                          limit=min(budget, len(self.samples) - self._next))
+            for _ in range(arrivals):
                 s = self.samples[self._next]
                 self._next += 1
                 label = s.label
@@ -79,6 +80,10 @@ class HonestPolicy(Policy):
 
     def next_wake(self, obs: Observation) -> int | None:
         assert self.claims is not None
-        if self.adding(obs) or obs.in_flight > 0:
+        if obs.in_flight > 0:
             return None
+        if self.adding(obs):
+            # Slow contributors let the chain skip to their next arrival instead of ticking through it.
+            arrival = self.arrivals.next_time()
+            return None if arrival is None else min(arrival, self.claims.next_moment(obs))
         return self.claims.next_moment(obs)

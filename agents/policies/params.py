@@ -35,7 +35,8 @@ class BaseParams(BaseModel):
     arrival: Literal["poisson", "constant", "burst"] = "poisson"
     burst_size: int = Field(10, ge=1)
     burst_every: Duration = 60
-    max_gap: Duration = Field(60, description="the longest chain-time gap one draw of arrivals covers")
+    max_gap: OptDuration = Field(None, description="cap on the chain time one draw of arrivals covers "
+                                 "(None: no cap; arrivals are events in chain time)")
     max_in_flight: int = Field(4, ge=1, description="transactions of this agent pending at once")
 
 

@@ -1,0 +1,96 @@
+"""Arrival processes of any rate: no silent cap, slow agents skip the chain ahead, and a rate a
+wallet cannot keep up with is warned about and kept as a backlog instead of being quietly lowered."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from agents.arrivals import Arrivals
+from agents.policies.base import FINISHED, Mechanism, Observation, PolicyContext, Sample
+from agents.policies.honest import HonestPolicy
+
+DAY = 86_400
+
+
+def test_one_a_day_is_expressible_and_gives_its_next_time():
+    rng = np.random.default_rng(3)
+    a = Arrivals(process="constant", rate=1 / DAY)
+    assert a.draw(12, 12, rng) == 0
+    # The next arrival is a day after the first draw's origin (the block before): a policy can wake then.
+    assert a.next_time() == DAY
+    assert a.draw(DAY - 1, 12, rng) == 0
+    assert a.draw(DAY, 12, rng) == 1
+    assert a.next_time() == 2 * DAY
+    # A clock jump over days 2 to 11 releases their ten arrivals: nothing is capped.
+    assert a.draw(11 * DAY, 12, rng) == 10
+
+
+def test_slow_poisson_rate_is_met_over_long_jumps():
+    rng = np.random.default_rng(5)
+    a = Arrivals(process="poisson", rate=1 / 3600)
+    a.draw(0, 12, rng)
+    total = sum(a.draw(t, 12, rng) for t in range(7 * 86_400, 1001 * 7 * 86_400, 7 * 86_400))
+    weeks = 1000
+    assert abs(total / (weeks * 7 * 24) - 1) < 0.02  # one an hour, within 2%, across week-long jumps
+
+
+def test_long_gaps_are_not_capped_for_fast_rates_either():
+    rng = np.random.default_rng(1)
+    a = Arrivals(process="constant", rate=2.0)
+    a.draw(0, 1, rng)
+    assert a.draw(3600, 1, rng) == 7200
+
+
+def test_rate_faster_than_the_wallet_warns_and_keeps_a_backlog(caplog):
+    rng = np.random.default_rng(1)
+    a = Arrivals(process="constant", rate=10.0, agent="agent 4")
+    with caplog.at_level(logging.WARNING, logger="dcai.arrivals"):
+        sent = [a.draw(t, 1, rng, limit=4) for t in range(1, 11)]
+    assert sent == [4] * 10
+    assert a.backlog == 60 and a.max_backlog == 60
+    assert a.next_time() is None  # due arrivals wait: the agent must act in the next block
+    warnings = [r for r in caplog.records if "cannot be met" in r.getMessage()]
+    assert len(warnings) == 1 and "agent 4" in warnings[0].getMessage()
+    # Once the rate falls (a phase at load 0), the backlog drains at the wallet's pace.
+    assert [a.draw(t, 1, rng, load=0.0, limit=25) for t in range(11, 15)] == [25, 25, 10, 0]
+
+
+def test_load_change_rescales_the_pending_arrival():
+    rng = np.random.default_rng(1)
+    a = Arrivals(process="constant", rate=1 / 100)
+    a.draw(0, 0, rng)
+    assert a.next_time() == 100
+    a.draw(50, 0, rng, load=2.0)  # twice the rate: the 50 s left become 25
+    assert a.next_time() == 75
+
+
+def test_bad_rate_and_process_are_refused():
+    with pytest.raises(ValueError, match="arrival rate"):
+        Arrivals(rate=float("inf"))
+    with pytest.raises(ValueError, match="arrival process"):
+        Arrivals.from_params({"arrival": "weekly"})
+
+
+def _obs(t: int, in_flight: int = 0) -> Observation:
+    mech = Mechanism(kind="stakeable", cost_weight=10**12, refund_wait=DAY, owner_claim_wait=8 * DAY,
+                     any_address_claim_wait=9 * DAY)
+    return Observation(block=1, time=t, base_fee=10**9, block_time=12, mechanism=mech, last_update=0,
+                       address="0xabc", in_flight=in_flight, spent=0, contributions=[], public=[])
+
+
+def test_slow_honest_agent_wakes_at_its_next_arrival():
+    samples = [Sample((i,), 1) for i in range(3)]
+    p = HonestPolicy(PolicyContext(agent_id=0, rng=np.random.default_rng(0), samples=samples,
+                                   params={"rate": 1 / DAY, "arrival": "constant"}))
+    assert p.next_wake(_obs(12)) is None  # before its first draw it looks every block
+    assert p.decide(_obs(12)) == []
+    assert p.next_wake(_obs(12)) == DAY  # then the chain may skip a day
+    acts = p.decide(_obs(DAY))
+    assert len(acts) == 1
+    assert p.next_wake(_obs(DAY, in_flight=1)) is None
+    for t in (2 * DAY, 3 * DAY):
+        p.decide(_obs(t))
+    assert p._next == 3 and p.next_wake(_obs(3 * DAY)) == FINISHED
