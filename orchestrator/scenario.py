@@ -11,23 +11,13 @@ the output folder, policies) are in `orchestrator.prechecks`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from contracts.rpc import redact_url
-from orchestrator.issues import ScenarioError, ScenarioIssue, file_error, quote
-from orchestrator.scenario_locate import field_error, pydantic_issue
+from orchestrator.issues import ScenarioError, ScenarioIssue, quote
+from orchestrator.scenario_locate import field_error
 from orchestrator.scenario_types import (
     BUNDLED_SAMPLES,
     MAX_CHAIN_ID,
@@ -53,26 +43,13 @@ from orchestrator.nodes import NodeError, managed_kinds, node_kind
 from orchestrator.nodes.fit import misfits
 from orchestrator.telemetry_config import TelemetryConfig
 from orchestrator.units import ETHER, GWEI
-from orchestrator.yaml_loader import NULL_TAG, Loc, compose_yaml, position, read_yaml_file
+from orchestrator.yaml_loader import compose_yaml
 
 __all__ = [
-    "AgentGroup",
-    "ChainConfig",
-    "DatasetConfig",
-    "EvaluationConfig",
-    "IncentiveConfig",
-    "ModelConfig",
-    "OutputsConfig",
-    "Scenario",
-    "ScenarioError",
-    "ScenarioIssue",
-    "ScheduleConfig",
-    "load_scenario",
-    "load_scenario_text",
-    "StrictModel",
-    "check_name",
-    "compose_yaml",
-    "scenario_json_schema",
+    "AgentGroup", "ChaosEvent", "error_loc", "scenario_issue", "ChainConfig", "DatasetConfig",
+    "EvaluationConfig", "IncentiveConfig", "ModelConfig", "OutputsConfig", "Scenario", "ScenarioError",
+    "ScenarioIssue", "ScheduleConfig", "load_scenario", "load_scenario_text", "StrictModel", "check_name",
+    "compose_yaml", "scenario_json_schema"
 ]
 
 
@@ -484,8 +461,15 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _chaos_fits_the_node(self) -> Scenario:
-        for ev in self.schedule.chaos:
-            ev.check(self)  # the node capabilities it needs, and its own cross-field rules
+        problems: dict[str, int] = {}  # every event's problem at once, each at the first event it hits
+        for i, ev in enumerate(self.schedule.chaos):
+            try:
+                ev.check(self)  # the node capabilities it needs, and its own cross-field rules
+            except ValueError as e:
+                problems.setdefault(str(e).removeprefix("schedule.chaos: "), i)
+        if problems:
+            where = "" if self.chain.rpc_url else f"chain.node {self.chain.node!r}: "
+            raise field_error(("schedule", "chaos", min(problems.values()), "event"), where + "; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -594,107 +578,10 @@ def _rebuild_unions() -> None:
 chaos_registry.on_change(_rebuild_unions)
 mechanism_registry.on_change(_rebuild_unions)
 
-# Union members by discriminator, for error locations: pydantic puts the member's tag into the
-# location (`schedule.chaos[0].base_fee_shock.factor`), which is not a key of the file.
-_UNIONS: dict[str, tuple[str, Any]] = {
-    "chaos": ("event", chaos_registry.chaos_events),
-    "incentive": ("type", lambda: {n: m.config_cls for n, m in mechanism_registry.mechanisms().items()}),
-}
-
-
-def _strip_union_tags(loc: Loc, data: Any) -> Loc:
-    out: list[str | int] = []
-    node = data
-    owner: str | None = None  # the union whose member's tag may come next in `loc`
-    for part in loc:
-        if owner is not None and isinstance(node, dict) and part not in node \
-                and part == node.get(_UNIONS[owner][0], "stakeable" if owner == "incentive" else None):
-            owner = None
-            continue
-        owner = None
-        out.append(part)
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            node = None
-        if part == "incentive" and len(out) == 1:
-            owner = "incentive"
-        elif isinstance(part, int) and out[-2:-1] == ["chaos"]:
-            owner = "chaos"
-    return tuple(out)
-
-
-def _value_at(data: Any, loc: Loc) -> Any:
-    for part in loc:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _union_member_at(loc: Loc, data: Any) -> type[BaseModel] | None:
-    """The registered class a chaos event or incentive section at `loc` was validated as."""
-    owner = next((p for p in reversed(loc) if isinstance(p, str)), None)
-    if owner not in _UNIONS:
-        return None
-    key, members = _UNIONS[owner]
-    value = _value_at(data, loc)
-    if not isinstance(value, dict):
-        return None
-    tag = value.get(key, "stakeable" if owner == "incentive" else None)
-    return members().get(tag) if isinstance(tag, str) else None
-
-
-def scenario_issue(err: Any, root: Any, data: Any) -> ScenarioIssue:
-    """One pydantic error of a scenario as an issue at its line (union members' tags taken out)."""
-    return pydantic_issue(err, root, data, Scenario, strip_loc=_strip_union_tags, member_at=_union_member_at)
-
-
-def error_loc(err: Any, data: Any) -> Loc:
-    """Where in the scenario a pydantic error points, as the file spells it."""
-    loc = _strip_union_tags(tuple(err["loc"]), data)
-    if err.get("type") == "located":  # orchestrator.scenario_locate.field_error
-        loc = loc + tuple(err["ctx"]["at"])
-    return loc
-
-
 def scenario_json_schema() -> dict[str, Any]:
     """JSON schema of a scenario file (for editors and documentation)."""
     return Scenario.model_json_schema()
 
 
-# --------------------------------------------------------------------------
-# Loader
-
-_REQUIRED_KEYS = ", ".join(
-    name for name, field in Scenario.model_fields.items() if field.is_required()
-)
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """Load and validate a scenario file; raises ScenarioError on any problem."""
-    return load_scenario_text(read_yaml_file(path), source=str(path))
-
-
-def load_scenario_text(text: str, source: str = "<string>") -> Scenario:
-    """Validate a scenario given as YAML text; `source` names it in errors."""
-    root, data = compose_yaml(text, source)
-    if root is None or (isinstance(root, ScalarNode) and root.tag == NULL_TAG):
-        message = f"the file has no content; expected a mapping with at least {_REQUIRED_KEYS}"
-        raise file_error(source, message)
-    if not isinstance(root, MappingNode):
-        kind = "a list" if isinstance(root, SequenceNode) else f"the value {quote(root.value)}"
-        line, column = position(root.start_mark)
-        message = (
-            f"the top level must be a mapping of keys ({_REQUIRED_KEYS}, ...), got {kind}"
-        )
-        raise ScenarioError(source, [ScenarioIssue("", line, column, message)])
-
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        issues = [scenario_issue(err, root, data) for err in exc.errors()]
-        # `from None`: the chained pydantic error would repeat raw inputs,
-        # which may include values the messages deliberately leave out.
-        raise ScenarioError(source, issues) from None
+# Loading lives in orchestrator/scenario_load.py; these names stay importable from here.
+from orchestrator.scenario_load import error_loc, load_scenario, load_scenario_text, scenario_issue  # noqa: E402

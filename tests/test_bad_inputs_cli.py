@@ -194,7 +194,7 @@ def _subprocess(*argv: str) -> tuple[subprocess.CompletedProcess[str], float, fl
 @pytest.mark.parametrize("argv,says", [
     (["validate", "tests/scenarios_bad/alias_bomb.yaml"], "alias bomb"),
     (["validate", "tests/scenarios_bad/deep_nesting.yaml"], "nested more than 50 levels"),
-    (["validate", "tests/prechecks_bad/plugin_syntax_error.yaml"], "syntax error in"),
+    (["validate", "tests/prechecks_bad/plugin_syntax_error.yaml"], "failed to import: SyntaxError in"),
     (["validate", "tests/sweeps_bad/grid_bad_value.yaml"], "in cell 'bogus'"),
     (["run", "scenarios/quickstart.yaml", "--seed", "-1"], "--seed: -1 is outside"),
 ])

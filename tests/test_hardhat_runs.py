@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import ScenarioError, load_scenario_text
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

@@ -18,7 +18,7 @@ import pytest
 from orchestrator.invariants import Invariant, InvariantContext, Violation, register, resolve, unregister
 from orchestrator.invariants.base import ENTRY_POINT_GROUP, InvariantError, available
 from orchestrator.invariants.chainview import contribution_key
-from orchestrator.runner import Run
+from orchestrator.run import Run
 from orchestrator.scenario import load_scenario_text
 
 STAKEABLE = """
@@ -73,8 +73,8 @@ telemetry: {mqtt: none}
 """
 
 WEIGHTS_BASE = 0xDCA1 << 240  # SparsePerceptron: int80 weights three to a slot from this slot
-INJECT_BALANCE_AT = 60  # blocks after the first check
-INJECT_WEIGHT_AT = 90
+INJECT_BALANCE_AT = 15  # blocks after the first check (the run settles in about 50)
+INJECT_WEIGHT_AT = 30
 WEIGHT_INDEX = 7
 HUGE_WEIGHT = 2**78  # an int80, far beyond anything the updates of a short run can reach
 
