@@ -98,6 +98,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: list[PublicContribution] = []
+        self._senders: dict[str, str] = {}
         self.records: list[LedgerRecord] = []
         self.pending: dict[str, _Pending] = {}
         self.by_nonce: dict[tuple[str, int], list[str]] = {}

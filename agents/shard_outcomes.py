@@ -32,6 +32,7 @@ class Outcomes:
     public: list[PublicContribution]
     needs_public: bool
     last_block: int
+    _senders: dict[str, str]  # AddData sender topic -> address as the ABI spells it
 
     async def _read_blocks(self, upto: int) -> None:
         """Settle our transactions mined in the blocks not yet read. Each block's hash list says which
@@ -53,12 +54,9 @@ class Outcomes:
         results = await asyncio.gather(*calls)
         if self.needs_public:
             for log in sorted(results.pop(), key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16))):
-                decoded = self.trainer_abi.decode_log(log)
-                if decoded and decoded[0] == "AddData":
-                    a = decoded[1]
-                    self.public.append(PublicContribution(
-                        a["sender"], tuple(int(x) for x in a["d"]), int(a["c"]), int(a["t"]), int(a["cost"]),
-                        int(log["blockNumber"], 16), log.get("transactionHash") or ""))
+                c = self._public_of(log)
+                if c is not None:
+                    self.public.append(c)
         ours: list[tuple[str, int]] = []
         read_upto = self.last_block
         for n, header in zip(numbers, results):
@@ -73,6 +71,27 @@ class Outcomes:
             if p is not None and receipt is not None:
                 await self._apply_receipt(p, receipt, timestamp)
         self.last_block = read_upto
+
+    def _public_of(self, log: dict[str, Any]) -> PublicContribution | None:
+        """An AddData log as a public contribution. Every built-in policy keeps this list, so it is read
+        by hand (AddData(int64[] d, uint64 c, uint256 t, address indexed sender, uint256 cost): data
+        words [offset of d, c, t, cost, len(d), d...]); the ABI decodes only each new sender's topic,
+        so addresses keep the ABI's spelling."""
+        topics = log.get("topics") or []
+        if len(topics) < 2 or topics[0] != self._add_topic:
+            return None
+        sender = self._senders.get(topics[1])
+        if sender is None:
+            decoded = self.trainer_abi.decode_log(log)
+            if not decoded or decoded[0] != "AddData":
+                return None
+            sender = self._senders[topics[1]] = decoded[1]["sender"]
+        h = log["data"][2:]
+        words = [int(h[i:i + 64], 16) for i in range(0, len(h), 64)]
+        n = words[4]
+        data = tuple(w - (1 << 256) if w >> 255 else w for w in words[5:5 + n])
+        return PublicContribution(sender, data, words[1], words[2], words[3], int(log["blockNumber"], 16),
+                                  log.get("transactionHash") or "")
 
     async def _apply_receipt(self, p: _Pending, receipt: dict[str, Any], timestamp: int) -> None:
         r = p.record

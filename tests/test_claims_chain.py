@@ -98,6 +98,14 @@ async def test_the_whole_claim_loop_leaves_nothing_in_the_trainer(anvil, client,
     finally:
         await core.close()
     honest, flipper = addresses
+    # The public list, read from the logs by hand, is what the ABI decodes.
+    abi = system.abis["CollaborativeTrainer"]
+    topic = "0x" + abi.events_by_name["AddData"].topic.hex()
+    logs = await client.call("eth_getLogs", {"address": system.trainer, "topics": [topic], "fromBlock": "0x0",
+                                             "toBlock": "latest"})
+    decoded = [abi.decode_log(lg)[1] for lg in logs]
+    assert [(c.author, c.data, c.label, c.added_time, c.deposit, c.tx_hash) for c in core.public] == [
+        (a["sender"], tuple(a["d"]), a["c"], a["t"], a["cost"], lg["transactionHash"]) for a, lg in zip(decoded, logs)]
     adds = {r["tx_hash"]: r for r in rows(cols, action="add", status="included")}
     assert Counter(r["sender"] for r in adds.values()) == {honest: 3, flipper: 2}
     # 1. The honest agent refunded each of its own adds once the model agreed.

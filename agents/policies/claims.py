@@ -314,6 +314,12 @@ class ClaimLoop:
             heapq.heappop(self._heap)  # stale entry
         if self._heap:
             moments.append(self._heap[0][0])
+        # The next contribution of others still to be taken in, looked for among a bounded number of
+        # entries (past the bound, wake at that entry's wait to look further: never finish early).
+        for n, c in enumerate(obs.public[self._ingested:self._ingested + 64]):
+            if n == 63 or (c.author != obs.address and self._other_moment(obs, c) is not None):
+                moments.append(c.added_time + obs.mechanism.refund_wait)
+                break
         # A contribution of its own still in flight or being refunded may end as a claim later.
         if any(c.state in (ContributionState.SUBMITTED, ContributionState.REFUND_SENT) for c in obs.contributions):
             return obs.time
@@ -341,14 +347,19 @@ class ClaimLoop:
         self._valid = n
 
     def _sync(self, obs: Observation) -> None:
-        """Take in contributions published since the last block (the list only grows, except when a
-        reorg cuts it: then start over)."""
-        if self._rebuild or len(obs.public) < self._ingested:
+        """Take in contributions whose refund wait has passed (nothing can be claimed before; the list
+        is in order of addition, so this is a cursor, and a run that ends before any wait passes
+        never pays for it). The list only grows, except when a reorg cuts it: then start over."""
+        pub = obs.public
+        if self._rebuild or len(pub) < self._ingested:
             self._heap, self._sched, self._by_key, self._ingested = [], {}, {}, 0
             self._rebuild = False
-        for c in obs.public[self._ingested:]:
-            self._schedule(obs, c)
-        self._ingested = len(obs.public)
+        wait = obs.mechanism.refund_wait
+        i = self._ingested
+        while i < len(pub) and pub[i].added_time + wait <= obs.time:
+            self._schedule(obs, pub[i])
+            i += 1
+        self._ingested = i
         for key in self._dirty:
             c = self._by_key.get(key)
             if c is not None:
