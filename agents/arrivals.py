@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 PROCESSES = ("poisson", "constant", "burst")
+_STEPS = 64  # arrivals counted one by one per draw before the rest is counted at once
 log = logging.getLogger("dcai.arrivals")
 
 
@@ -83,12 +84,34 @@ class Arrivals:
         self._load = load
 
     def _due(self, now: int, rng: np.random.Generator, load: float) -> int:
-        n = 0
+        n, steps = 0, 0
         # The tolerance keeps float sums of constant gaps (1/3 + 1/3 + 1/3) from missing their block.
         while self._next is not None and self._next <= now + 1e-6:
+            if steps == _STEPS:  # a high rate or a long jump: count the rest at once, not one by one
+                return n + self._due_in_bulk(now, rng, load)
             n += int(round(self.burst_size * load)) if self.process == "burst" else 1
             self._next += self._gap(rng, load)
+            steps += 1
         return n
+
+    def _due_in_bulk(self, now: int, rng: np.random.Generator, load: float) -> int:
+        """Arrivals from `_next` up to `now` in O(1): whole periods for bursts and constant rates; for
+        Poisson, one arrival at `_next`, a Poisson count for the rest of the interval, and a fresh
+        exponential gap after `now` (the process is memoryless, so this is the same distribution)."""
+        assert self._next is not None
+        span = now + 1e-6 - self._next
+        if self.process == "burst":
+            k = int(span // self.burst_every) + 1
+            self._next += k * self.burst_every
+            return k * int(round(self.burst_size * load))
+        r = self.rate * load
+        if self.process == "constant":
+            k = int(span * r) + 1
+            self._next += k / r
+            return k
+        k = 1 + int(rng.poisson(r * span))
+        self._next = now + self._gap(rng, load)
+        return k
 
     def draw(self, now: int, block_time: int, rng: np.random.Generator, load: float = 1.0,
              limit: int | None = None) -> int:

@@ -168,7 +168,7 @@ def test_builtins_hold_over_a_points_run(tmp_path, ray_cluster):
     inv = s["invariants"]
     assert set(inv["checked"]) == {"deposits_backed", "claims_once", "points_never_decrease", "model_within_bounds"}
     assert inv["violations_total"] == 0 and not inv["errors"] and not inv["disabled_after_errors"], inv
-    assert inv["checks"] >= 100 and not inv["bundles"]
+    assert inv["checks"] >= 20 and not inv["bundles"]
     led = pq.read_table(run_dir / "ledger.parquet").to_pydict()
     assert any(a == "refund" and st == "included" for a, st in zip(led["action"], led["status"]))
     assert not (run_dir / "violations").exists()
@@ -180,7 +180,7 @@ def test_market_is_conserved_over_a_round(tmp_path, ray_cluster):
     assert inv["checked"] == ["market_conserved"], inv
     assert inv["violations_total"] == 0 and not inv["errors"], inv
     # Checked through the settlement too (collects happen after the schedule's blocks).
-    assert inv["last_block_checked"] >= s["chain"]["start_block"] + 40
+    assert inv["last_block_checked"] >= s["chain"]["end_block"]
     assert s["prediction_market"]["phase_at_end"] == "COLLECT"
 
 

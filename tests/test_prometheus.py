@@ -133,7 +133,10 @@ def test_prometheus_scrapes_a_run(tmp_path, prometheus, ray_cluster):
         got['dcai_transactions_total{run="prom",group="honest",role="honest",status="included"}']
     assert 0 <= got['dcai_accuracy{run="prom"}'] <= 1
     assert got['dcai_base_fee_wei{run="prom"}'] > 0
-    assert got['dcai_pnl_wei{run="prom",role="honest"}'] < 0  # honest agents have paid fees and deposits
+    # Live P&L per role ends where the run's books end (ledger flows: received - value - fee).
+    assert got['dcai_pnl_wei{run="prom",role="honest"}'] == pytest.approx(int(summary["incentives"]["honest"]["net"]))
+    assert got['dcai_pnl_wei{run="prom",role="attacker"}'] == pytest.approx(
+        int(summary["incentives"]["flipper"]["net"]))
     # Every query of the shipped Grafana dashboard is valid PromQL for this server.
     board = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
     for panel in board["panels"]:
