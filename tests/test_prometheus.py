@@ -119,7 +119,9 @@ def test_prometheus_scrapes_a_run(tmp_path, prometheus, ray_cluster):
     # The server stopped with the run: its series are stale now, so ask for their latest sample.
     got = {}
     for s in SERIES:
-        result = query(api, f"last_over_time({s}[10m])")
+        deadline = time.monotonic() + 20  # a loaded machine may commit the last scrape late
+        while not (result := query(api, f"last_over_time({s}[10m])")) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert result, f"prometheus has no samples for {s}"
         got[s] = float(result[0]["value"][1])
     scraped = query(api, 'count_over_time(up{job="dcai"}[10m])')
