@@ -458,7 +458,10 @@ async def soak(s: Settings) -> dict[str, Any]:
                     errors.extend(r.errors[:2])
                 final = totals["included"] + totals["reverted"] + totals["dropped"] + totals["replaced"]
                 sampler.final, sampler.block = final, head.number
-                finished = all(r.finished for r in reports)
+                # Every add and its refund is final: the soak's work is done. (Agents themselves finish only
+                # after the take-all window, days of chain time later, with nothing left to take.)
+                finished = all(r.finished for r in reports) or (
+                    final >= s.tx and not any(r.in_flight for r in reports))
                 if finished or time.perf_counter() > deadline:
                     break
                 t = time.perf_counter()

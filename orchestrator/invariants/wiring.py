@@ -36,7 +36,9 @@ VIOLATIONS_DIR = "violations"
 def needs_initial_state(run: Run) -> bool:
     """Whether set-up must dump the node's initial state (the start of any bundle)."""
     cfg = run.scenario.telemetry.invariants
-    return run.world.node is not None and (run.scenario.outputs.bundle or (cfg.enabled and cfg.bundle_on_violation))
+    node = run.world.node
+    return node is not None and node.has("state_dump") and (
+        run.scenario.outputs.bundle or (cfg.enabled and cfg.bundle_on_violation))
 
 
 def make_monitor(run: Run) -> InvariantMonitor | None:
@@ -51,7 +53,7 @@ def make_monitor(run: Run) -> InvariantMonitor | None:
     except InvariantError as e:
         raise InvariantError(f"telemetry.invariants: {e}") from None
     hook = None
-    if cfg.bundle_on_violation and run.world.node is not None and cfg.max_bundles > 0:
+    if cfg.bundle_on_violation and needs_initial_state(run) and cfg.max_bundles > 0:
         async def hook(block: int, violations: list[Violation]) -> Path | None:
             return await save_violation_bundle(run, block, violations, monitor)
     monitor = InvariantMonitor(client, system, run.scenario.incentive.type, invariants,

@@ -27,7 +27,7 @@ from ..datasets import for_model, load_dataset, split
 from ..evaluator import Evaluator
 from ..mechanisms import DeployContext, Mechanism, mechanism_for
 from ..monitor import ChainMonitor
-from ..nodes import NodeKind, NodeSettings, make_node
+from ..nodes import STATE_DUMP, NodeKind, NodeSettings, make_node
 from ..results import write_json
 from ..scenario import Scenario, ScenarioError, ScenarioIssue
 from ..training import train_initial
@@ -91,7 +91,8 @@ class World:
         await self._preflight_funding(funder)
         inv = sc.telemetry.invariants
         # Before any transaction: the starting point of a replay bundle, or of a violation's bundle.
-        if self.node is not None and (sc.outputs.bundle or (inv.enabled and inv.bundle_on_violation)):
+        if self.node is not None and self.node.has(STATE_DUMP) and (
+                sc.outputs.bundle or (inv.enabled and inv.bundle_on_violation)):
             from ..bundle import BUNDLE_DIR, capture_initial_state
 
             assert self.client is not None
