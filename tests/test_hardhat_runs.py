@@ -116,3 +116,40 @@ def test_scenario_asking_what_hardhat_cannot_do_is_refused():
     assert "chain.node 'hardhat'" in msg and "'drop_pending' needs the node capability 'txpool'" in msg
     assert "'reorg' needs the node capability 'reorg'" in msg
     assert "base_fee_shock" not in msg  # Hardhat sets the next base fee: that event is allowed
+
+
+def test_chaos_hardhat_can_do_is_observed_on_chain(tmp_path, ray_cluster):
+    """The chaos events Hardhat's capabilities allow, each seen on its chain, and the books balance."""
+    text = """
+name: chaos-hardhat
+seed: 4
+chain: {node: hardhat, mining: driven, block_time: 2s, gas_limit: 30M}
+dataset: {samples: 400, features: 100, avg_length: 6}
+incentive: {cost_weight: 1e12, refund_wait: 1h, owner_claim_wait: 2h, any_address_claim_wait: 3h}
+agents:
+  - {policy: honest, count: 6, funding: 1 ether, samples_per_agent: 20, rate: 0.25/s, arrival: constant,
+     params: {max_in_flight: 3, recheck_s: 1800, give_up_s: 7200}}
+schedule:
+  duration: 40 blocks
+  chaos:
+    - {at: 4 blocks, event: base_fee_shock, factor: 10}
+    - {at: 6 blocks, event: gas_limit, gas_limit: 20M}
+    - {at: 8 blocks, event: block_time, block_time: 5s}
+    - {at: 12 blocks, event: pause_mining, blocks: 3}
+evaluation: {every: 5 blocks, spot_checks: 2}
+outputs: {progress: false}
+"""
+    run_dir, s = _run(text, tmp_path, "chaos")
+    events = {e["event"]: e for e in s["chain"]["chaos_events"]}
+    assert set(events) >= {"base_fee_shock", "gas_limit", "block_time", "pause_mining", "resume_mining"}
+    blocks = pq.read_table(run_dir / "blocks.parquet").to_pydict()
+    by_number = {n: i for i, n in enumerate(blocks["number"])}
+    shock = events["base_fee_shock"]
+    assert int(blocks["base_fee"][by_number[shock["block"] + 1]]) == shock["base_fee"]
+    gl = events["gas_limit"]
+    assert all(blocks["gas_limit"][by_number[n]] == 20_000_000 for n in blocks["number"] if n > gl["block"])
+    bt = events["block_time"]
+    later = [n for n in blocks["number"] if n > bt["block"] + 1 and n - 1 in by_number]
+    gaps = {blocks["timestamp"][by_number[n]] - blocks["timestamp"][by_number[n - 1]] for n in later}
+    assert 5 in gaps and 2 not in gaps - {max(gaps)}
+    assert events["resume_mining"]["block"] == events["pause_mining"]["block"]  # nothing mined while paused

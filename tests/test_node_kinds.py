@@ -340,3 +340,20 @@ async def test_pool_view_on_nodes_with_and_without_txpool(hardhat, tmp_path):
                     await mine_ctl.drop_transactions(c, [*sent, s.hash_hex])
                 finally:
                     await mine_ctl.set_mining(c, "auto")
+
+
+async def test_hardhat_set_up_mode_takes_a_batch_of_one_senders_transactions(tmp_path):
+    """Hardhat's server runs a batch's items concurrently and its automine refuses a nonce ahead, so
+    the set-up mode ("auto") must queue: every transfer of every batch lands, in nonce order."""
+    a, b = dev_accounts(2)
+    with HardhatNode(NodeSettings(), tmp_path / "hardhat.log") as node:
+        async with RpcClient(node.url) as c:
+            await node.set_mining(c, "interval", 1)
+            await node.set_mining(c, "auto")  # and back, as a run's set-up and restarts do
+            t = Transactor(c, a, 31337)
+            for _ in range(5):
+                base_fee = await t.base_fee()
+                batch = [await t.sign(b.address, b"", value=1, gas=21_000, base_fee=base_fee) for _ in range(20)]
+                receipts = await t.send_many(batch)
+                assert all(r["status"] == "0x1" for r in receipts)
+            assert int(await c.call("eth_getTransactionCount", a.address, "latest"), 16) == 100
