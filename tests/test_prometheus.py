@@ -5,9 +5,11 @@ series afterwards. The Grafana dashboard shipped in docs/ only queries series th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -16,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -111,8 +112,12 @@ def test_prometheus_scrapes_a_run(tmp_path, prometheus, ray_cluster):
     metrics_port, api = prometheus
     path = tmp_path / "prom.yaml"
     path.write_text(SCENARIO)
-    code = main(["run", str(path), "--metrics-port", str(metrics_port), "--out", str(tmp_path / "out"),
-                 "--run-id", "prom", "--no-progress"])
+    # In its own process, as a user runs it: nothing another test left in this process (Ray, loggers,
+    # the console wrapper) stands between the run and its /metrics server.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    code = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path), "--metrics-port",
+                           str(metrics_port), "--out", str(tmp_path / "out"), "--run-id", "prom", "--no-progress"],
+                          cwd=ROOT, env=env, timeout=600).returncode
     summary = json.loads((tmp_path / "out" / "prom" / "summary.json").read_text())
     assert code == 0, summary["error"]
     time.sleep(1.5)  # the last scrape in flight lands
