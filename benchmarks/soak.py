@@ -37,10 +37,8 @@ import math
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +55,23 @@ from common import (  # noqa: E402
     descendants,
     fund_batched,
     machine,
-    machine_busy_s,
-    proc_cpu_s,
     proc_name,
     proc_rss_bytes,
     sample,
     weights,
+)
+from soak_report import print_report  # noqa: E402
+from soak_sampler import MIB, Sampler  # noqa: E402
+from soak_stats import (  # noqa: E402
+    _machine_busy,
+    _other_cores,
+    classify,
+    memory_verdict,
+    quantile,
+    reanalyze,
+    reconcile,
+    trend,
+    windows,
 )
 
 from agents.shard import AgentSpec, BlockInfo, ShardConfig, ShardCore, TickReport, make_actor_class  # noqa: E402
@@ -74,7 +83,6 @@ from contracts.transact import Transactor  # noqa: E402
 from orchestrator.monitor import ChainMonitor, next_base_fee  # noqa: E402
 from orchestrator.nodes import AnvilNode, NodeSettings, mine, set_mining  # noqa: E402
 
-MIB = 2**20
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
 TX_PER_SAMPLE = 2  # an add, then its refund
 MAX_SAMPLES_PER_AGENT = 100  # benchmark samples of one sender are distinct for j < 100 (distinct keys)
@@ -151,212 +159,6 @@ def shard_configs(s: Settings, chain: Chain, agents: int, per_agent: int, rate: 
         for k in range(s.shards)
     ]
 
-
-# ---- memory of every process ----------------------------------------------------------------------
-
-def label(pid: int, node_pid: int, shard_pids: list[int]) -> str:
-    if pid == os.getpid():
-        return "driver"
-    if pid == node_pid:
-        return "anvil"
-    if pid in shard_pids:
-        return f"shard-{shard_pids.index(pid)}"
-    cmd = proc_name(pid)
-    first = cmd.split(" ", 1)[0]
-    if first.startswith("ray::"):
-        return f"ray:{first.removeprefix('ray::')}-{pid}"
-    # Ray's helpers are python scripts: name them by the script (log_monitor.py, dashboard agent...)
-    parts = [Path(p).name for p in cmd.split() if p.endswith(".py")]
-    return f"ray:{parts[0] if parts else Path(first).name}-{pid}"
-
-
-@dataclass
-class Sampler:
-    """Every `period_s`: the RSS of each of our processes and the count of final transactions."""
-
-    period_s: float
-    node_pid: int
-    shard_pids: list[int]
-    final: int = 0  # updated by the driver loop
-    block: int = 0
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sample(self) -> None:
-        pids = {os.getpid(), self.node_pid, *self.shard_pids, *descendants(os.getpid())}
-        rss = {}
-        ours_cpu = sum(proc_cpu_s(pid) for pid in pids)
-        for pid in sorted(pids):
-            b = proc_rss_bytes(pid)
-            if b:
-                rss[label(pid, self.node_pid, self.shard_pids)] = round(b / MIB, 1)
-        self.samples.append({"t": time.time(), "final": self.final, "block": self.block,
-                             "node_cpu_s": proc_cpu_s(self.node_pid), "busy_s": machine_busy_s(),
-                             "ours_cpu_s": ours_cpu, "rss_mib": rss})
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.sample()
-
-    def __enter__(self) -> Sampler:
-        self.sample()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="soak-rss")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.sample()
-
-
-# ---- statistics ---------------------------------------------------------------------------------
-
-def quantile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of y on x (nan with fewer than 3 points)."""
-    pts = [(x, y) for x, y in zip(xs, ys) if not (math.isnan(x) or math.isnan(y))]
-    if len(pts) < 3:
-        return float("nan")
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else float("nan")
-
-
-def windows(ledgers: list[dict[str, list[Any]]], size: int, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per `size` mined transactions, in order of inclusion: latency p50/p99 and the included rate."""
-    rows = []
-    for led in ledgers:
-        for st, sb, ib, sw, iw in zip(led["status"], led["submitted_block"], led["included_block"],
-                                      led["submitted_wall"], led["included_wall"]):
-            if st in ("included", "reverted"):
-                rows.append((iw, ib - sb, iw - sw))
-    rows.sort()
-    out = []
-    prev_end = rows[0][0] if rows else 0.0
-    start_wall = min((min(led["submitted_wall"]) for led in ledgers if led["submitted_wall"]), default=prev_end)
-    prev_end = start_wall
-    for i in range(0, len(rows), size):
-        chunk = rows[i:i + size]
-        blocks = sorted(float(r[1]) for r in chunk)
-        secs = sorted(float(r[2]) for r in chunk)
-        end = chunk[-1][0]
-        span = end - prev_end
-        mem = _memory_at(samples, end)
-        other = _other_cores(samples, prev_end, end)
-        out.append({"window": len(out), "from_tx": i, "to_tx": i + len(chunk), "end_s": round(end - start_wall, 2),
-                    "tx": len(chunk), "tps": len(chunk) / span if span > 0 else float("nan"),
-                    "latency_blocks_p50": quantile(blocks, 0.5), "latency_blocks_p99": quantile(blocks, 0.99),
-                    "latency_s_p50": quantile(secs, 0.5), "latency_s_p99": quantile(secs, 0.99),
-                    "other_cores": other, "rss_mib": mem})
-        prev_end = end
-    return out
-
-
-def _other_cores(samples: list[dict[str, Any]], t0: float, t1: float) -> float:
-    """Cores other processes of the machine (not ours, not the node) kept busy between t0 and t1,
-    from the samples around that span (the machine is shared: this is the context of a slow window)."""
-    inside = [x for x in samples if t0 - 1e-9 <= x["t"] <= t1]
-    before = [x for x in samples if x["t"] < t0]
-    span = ([before[-1]] if before else []) + inside
-    if len(span) < 2 or span[-1]["t"] <= span[0]["t"]:
-        return float("nan")
-    a, b = span[0], span[-1]
-    return max(0.0, (b["busy_s"] - a["busy_s"]) - (b["ours_cpu_s"] - a["ours_cpu_s"])) / (b["t"] - a["t"])
-
-
-def _memory_at(samples: list[dict[str, Any]], t: float) -> dict[str, float]:
-    """RSS per process group at the last sample not after t: driver, shards, ray (Ray's own), anvil."""
-    before = [x for x in samples if x["t"] <= t] or samples[:1]
-    if not before:
-        return {}
-    return group_rss(before[-1]["rss_mib"])
-
-
-def group_rss(rss: dict[str, float]) -> dict[str, float]:
-    out = {"driver": 0.0, "shards": 0.0, "ray": 0.0, "anvil": 0.0}
-    for name, v in rss.items():
-        key = "shards" if name.startswith("shard-") else "ray" if name.startswith("ray:") else name
-        out[key] = round(out.get(key, 0.0) + v, 1)
-    return out
-
-
-def memory_verdict(samples: list[dict[str, Any]], n: int) -> dict[str, dict[str, Any]]:
-    """Per process: RSS at start, after warm-up, at the end, peak, and the fitted growth per 10k final
-    transactions after warm-up (the first 10%: pools, imports and caches fill up then)."""
-    warm = [x for x in samples if x["final"] >= 0.1 * n]
-    names = sorted({k for x in samples for k in x["rss_mib"]})
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        seen = [x for x in samples if name in x["rss_mib"]]
-        fit = [x for x in warm if name in x["rss_mib"]]
-        per10k = slope([x["final"] for x in fit], [x["rss_mib"][name] for x in fit]) * 10_000
-        out[name] = {
-            "start_mib": seen[0]["rss_mib"][name], "after_warmup_mib": fit[0]["rss_mib"][name] if fit else None,
-            "end_mib": seen[-1]["rss_mib"][name], "peak_mib": max(x["rss_mib"][name] for x in seen),
-            "growth_mib_per_10k_tx": per10k, "samples": len(seen),
-        }
-    return out
-
-
-def trend(wins: list[dict[str, Any]]) -> dict[str, float]:
-    """Least-squares slopes per 10k transactions over the steady windows (the first fills the
-    pipeline, the last drains the Poisson tail of the slowest agents: both left out when there are
-    more than four), and the first against the last quarter of them."""
-    core = wins[1:-1] if len(wins) > 4 else wins
-    idx = [w["from_tx"] + w["tx"] / 2 for w in core]
-    out = {
-        "latency_s_p50_per_10k_tx": slope(idx, [w["latency_s_p50"] for w in core]) * 10_000,
-        "latency_s_p99_per_10k_tx": slope(idx, [w["latency_s_p99"] for w in core]) * 10_000,
-        "latency_blocks_p50_per_10k_tx": slope(idx, [w["latency_blocks_p50"] for w in core]) * 10_000,
-        "latency_blocks_p99_per_10k_tx": slope(idx, [w["latency_blocks_p99"] for w in core]) * 10_000,
-        "tps_per_10k_tx": slope(idx, [w["tps"] for w in core]) * 10_000,
-        "windows_fitted": len(core),
-    }
-    q = max(1, len(core) // 4)
-
-    def mean(ws: list[dict[str, Any]], k: str) -> float:
-        return sum(w[k] for w in ws) / len(ws) if ws else float("nan")
-
-    out.update({
-        "latency_s_p50_first_quarter": mean(core[:q], "latency_s_p50"),
-        "latency_s_p50_last_quarter": mean(core[-q:], "latency_s_p50"),
-        "latency_blocks_p50_first_quarter": mean(core[:q], "latency_blocks_p50"),
-        "latency_blocks_p50_last_quarter": mean(core[-q:], "latency_blocks_p50"),
-        "tps_first_quarter": mean(core[:q], "tps"), "tps_last_quarter": mean(core[-q:], "tps"),
-    })
-    return out
-
-
-def reanalyze(path: Path) -> dict[str, Any]:
-    """Recompute the trend and the memory verdict of a written result (no re-run)."""
-    r = json.loads(path.read_text())
-    r["latency_trend"] = trend(r["windows"])
-    r["memory"] = memory_verdict(r["memory_samples"], r["final"])
-    r["memory_verdict"] = {k: classify(v) for k, v in r["memory"].items()}
-    return r
-
-
-def classify(v: dict[str, Any]) -> str:
-    g = v["growth_mib_per_10k_tx"]
-    base = v["after_warmup_mib"] or v["start_mib"] or 1.0
-    if math.isnan(g):
-        return "too few samples"
-    # Flat: under 1 MiB or 0.5% of its size per 10k transactions (allocator noise is of that order).
-    return "flat" if abs(g) < max(1.0, 0.005 * base) else ("grows" if g > 0 else "shrinks")
-
-
 # ---- the driver ---------------------------------------------------------------------------------
 
 async def block_info(client: RpcClient) -> BlockInfo:
@@ -365,23 +167,6 @@ async def block_info(client: RpcClient) -> BlockInfo:
     used, limit = int(b["gasUsed"], 16), int(b["gasLimit"], 16)
     return BlockInfo(int(b["number"], 16), int(b["timestamp"], 16),
                      next_base_fee(int(b.get("baseFeePerGas", "0x0"), 16), used, limit), fill=used / limit)
-
-
-def reconcile(ledgers: list[dict[str, list[Any]]], balances: dict[str, int], funding: int) -> dict[str, Any]:
-    """Each agent's balance change on chain equals the sum over its ledger rows (included:
-    received - value - fee; reverted: -fee; otherwise nothing), to the wei."""
-    net: Counter[str] = Counter()
-    for led in ledgers:
-        for st, snd, val, rec, gu, gp in zip(led["status"], led["sender"], led["value"], led["received"],
-                                             led["gas_used"], led["effective_gas_price"]):
-            fee = int(gu) * int(gp)
-            if st == "included":
-                net[snd] += int(rec) - int(val) - fee
-            elif st == "reverted":
-                net[snd] -= fee
-    mismatched = [a for a, b in balances.items() if b - funding != net.get(a, 0)]
-    return {"agents": len(balances), "mismatched": len(mismatched), "ok": not mismatched,
-            "first_mismatch": mismatched[:3]}
 
 
 async def soak(s: Settings) -> dict[str, Any]:
@@ -545,47 +330,6 @@ async def soak(s: Settings) -> dict[str, Any]:
             import ray
 
             ray.shutdown()
-
-
-def _machine_busy(samples: list[dict[str, Any]], wall: float) -> float:
-    """Average cores the whole machine used meanwhile (ours included): context for shared machines."""
-    if len(samples) < 2 or not wall:
-        return float("nan")
-    return (samples[-1]["busy_s"] - samples[0]["busy_s"]) / wall
-
-
-# ---- printing -----------------------------------------------------------------------------------
-
-def print_report(r: dict[str, Any]) -> None:
-    print()
-    print(f"{'window':>6} {'tx':>14} {'end s':>7} {'tx/s':>7} {'lat blk p50':>11} {'p99':>5} "
-          f"{'lat s p50':>9} {'p99':>6} {'others':>6} {'driver':>7} {'shards':>7} {'ray':>7} {'anvil':>7}  (RSS MiB)")
-    for w in r["windows"]:
-        m = w["rss_mib"]
-        print(f"{w['window']:>6} {w['from_tx']:>6,}-{w['to_tx']:<7,} {w['end_s']:>7.1f} {w['tps']:>7.0f} "
-              f"{w['latency_blocks_p50']:>11.1f} {w['latency_blocks_p99']:>5.1f} {w['latency_s_p50']:>9.3f} "
-              f"{w['latency_s_p99']:>6.3f} {w.get('other_cores', math.nan):>6.2f} {m.get('driver', 0):>7.0f} {m.get('shards', 0):>7.0f} "
-              f"{m.get('ray', 0):>7.0f} {m.get('anvil', 0):>7.0f}")
-    t = r["latency_trend"]
-    print()
-    print(f"final {r['final']:,} of {r['settings']['tx']:,} ({r['statuses']}), actions {r['actions']}, "
-          f"{r['overall_tps']:.0f} tx/s over {r['loop_s']:.0f} s, tick p50 {r['tick_ms_p50']:.0f} ms, "
-          f"evm_mine p50 {r['mine_ms_p50']:.0f} ms, anvil CPU {r['node_cpu_ms_per_tx']:.2f} ms/tx, "
-          f"machine busy {r.get('machine_busy_cores', r.get('foreign_cores', math.nan)):.2f} cores, of which other "
-          f"processes {r.get('other_cores', math.nan):.2f}")
-    print(f"reconciliation: {'ok' if r['reconciliation']['ok'] else 'MISMATCH'} "
-          f"({r['reconciliation']['agents']} agents, {r['reconciliation']['mismatched']} mismatched)")
-    print(f"latency trend: p50 {t['latency_s_p50_per_10k_tx'] * 1e3:+.1f} ms per 10k tx "
-          f"(first quarter {t['latency_s_p50_first_quarter'] * 1e3:.0f} ms, last {t['latency_s_p50_last_quarter'] * 1e3:.0f} ms), "
-          f"p99 {t['latency_s_p99_per_10k_tx'] * 1e3:+.1f} ms per 10k tx, "
-          f"blocks p50 {t['latency_blocks_p50_per_10k_tx']:+.3f} per 10k tx; "
-          f"tx/s {t['tps_per_10k_tx']:+.1f} per 10k tx (first quarter {t['tps_first_quarter']:.0f}, "
-          f"last {t['tps_last_quarter']:.0f})")
-    print("memory per process (RSS MiB: start / after warm-up / end / peak; growth per 10k tx after warm-up):")
-    for name, v in r["memory"].items():
-        print(f"  {name:<34} {v['start_mib']:>7.0f} {v['after_warmup_mib'] or float('nan'):>7.0f} "
-              f"{v['end_mib']:>7.0f} {v['peak_mib']:>7.0f}  {v['growth_mib_per_10k_tx']:+8.2f} MiB/10k tx  "
-              f"{r['memory_verdict'][name]}")
 
 
 def parse(argv: list[str] | None = None) -> Settings:
