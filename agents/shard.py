@@ -80,7 +80,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             owner_claim_wait=config.owner_claim_wait if config.owner_claim_wait is not None else config.refund_wait,
             any_address_claim_wait=(config.any_address_claim_wait if config.any_address_claim_wait is not None
                                     else config.refund_wait),
-            stake=config.stake,
+            stake=config.stake, claims=config.claims, report_share_bps=config.report_share_bps,
         )
         self.agents: list[Agent] = []
         for spec in config.agents:

@@ -46,6 +46,8 @@ class ShardConfig:
     owner_claim_wait: int | None = None
     any_address_claim_wait: int | None = None
     stake: int | None = None  # prediction_market: the stake sent with each contribution
+    claims: str = ""  # which claims the mechanism allows (agents.policies.base.Mechanism); "": by name
+    report_share_bps: int | None = None  # a take's fixed share of the deposit (None: Stakeable's)
     # The model behind the trainer: gas limits depend on its family and class count, and policies
     # that pick a wrong label or make up inputs need the classes and the input form.
     model_contract: str = "SparsePerceptron"

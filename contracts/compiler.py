@@ -1,7 +1,9 @@
 """Compile the Solidity sources with the pinned solc-js, caching artifacts.
 
 All sources go to the compiler in one standard-JSON call (starting node and loading the wasm costs
-about 0.7 s per call). The cache key is the hash of every source, the compiler version and the
+about 0.7 s per call). A plugin mechanism adds folders of its own (`extra_dirs`): their files are
+named `plugins/<folder name>/<path>` and import the built-in sources by name
+(`import {Ownable} from "Ownable.sol";`), since every source is in the same call. The cache key is the hash of every source, the compiler version and the
 settings, so a second run with unchanged sources compiles nothing.
 """
 
@@ -13,6 +15,7 @@ import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,20 @@ def _sources(src_dir: Path) -> dict[str, str]:
     if not files:
         raise CompileError(f"no Solidity sources under {src_dir}")
     return {f.relative_to(src_dir).as_posix(): f.read_text() for f in files}
+
+
+def _all_sources(src_dir: Path, extra_dirs: Sequence[Path | str]) -> dict[str, str]:
+    sources = _sources(src_dir)
+    for d in extra_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise CompileError(f"extra Solidity source folder {d} does not exist")
+        prefix = f"plugins/{d.resolve().name}/"
+        for name, text in _sources(d).items():
+            if prefix + name in sources:
+                raise CompileError(f"two extra source folders named {d.resolve().name!r} both hold {name}")
+            sources[prefix + name] = text
+    return sources
 
 
 def _solc_version() -> str:
@@ -106,11 +123,15 @@ def _run_solc(sources: dict[str, str], settings: dict[str, Any]) -> tuple[str, d
 
 def _artifacts(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for _file, contracts in output.get("contracts", {}).items():
+    where: dict[str, str] = {}
+    for file, contracts in output.get("contracts", {}).items():
         for name, c in contracts.items():
             code = c["evm"]["bytecode"]["object"]
             if not code:  # interfaces and abstract contracts
                 continue
+            if name in out:  # artifacts are looked up by contract name: a plugin must not shadow one
+                raise CompileError(f"contract {name!r} is defined in both {where[name]} and {file}; rename one")
+            where[name] = file
             out[name] = {
                 "abi": c["abi"],
                 "bytecode": code,
@@ -119,8 +140,9 @@ def _artifacts(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def compile_contracts(src_dir: Path = SOURCES_DIR, cache: Path | None = None) -> CompileResult:
-    sources = _sources(src_dir)
+def compile_contracts(src_dir: Path = SOURCES_DIR, cache: Path | None = None,
+                      extra_dirs: Sequence[Path | str] = ()) -> CompileResult:
+    sources = _all_sources(src_dir, extra_dirs)
     version = _solc_version()
     settings = _settings()
     key = _cache_key(sources, version, settings)

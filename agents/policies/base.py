@@ -73,16 +73,34 @@ class Sample:
     label: int
 
 
+CLAIM_STYLES = frozenset({"deposit", "points", "none"})
+BUILTIN_CLAIMS = {"stakeable": "deposit", "points": "points", "prediction_market": "none"}
+
+
 @dataclass(frozen=True)
 class Mechanism:
     """The incentive mechanism's public parameters."""
 
-    kind: str  # "stakeable" | "points" | "prediction_market"
+    kind: str  # the mechanism's registered name: "stakeable", "points", "prediction_market" or a plugin's
     cost_weight: int
     refund_wait: int
     owner_claim_wait: int
     any_address_claim_wait: int
-    stake: int | None = None  # prediction_market: the fixed stake of a contribution
+    stake: int | None = None  # a fixed price per contribution (the market's stake, a plugin's flat bond)
+    # Which claims exist, so policies act on what a mechanism allows rather than on its name:
+    # "deposit": a deposit refunded to its author, taken by reporters, then by anyone (take-all);
+    # "points": validation earns a point, a report blocks it, no ether moves; "none": agents never
+    # claim (a prediction market settles itself). "" means: the built-in default for `kind`.
+    claims: str = ""
+    # "deposit": a take in the report window pays this share (basis points) of the initial deposit;
+    # None: Stakeable's share, deposit * the reporter's verified count / the verified total.
+    report_share_bps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.claims:
+            object.__setattr__(self, "claims", BUILTIN_CLAIMS.get(self.kind, "deposit"))
+        if self.claims not in CLAIM_STYLES:
+            raise ValueError(f"mechanism {self.kind!r}: claims {self.claims!r} is not one of {sorted(CLAIM_STYLES)}")
 
     @property
     def max_deposit(self) -> int:

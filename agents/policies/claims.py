@@ -134,8 +134,8 @@ class ClaimLoop:
         key = own_key(obs.address, c)
         if key in self._done or c.state is not ContributionState.ADDED or c.abandoned:
             return None
-        points = m.kind == "points"
-        if m.kind == "prediction_market" or (not points and c.deposit == 0):
+        points = m.claims == "points"
+        if m.claims == "none" or (not points and c.deposit == 0):
             return None
         opens = c.added_time + m.refund_wait
         last_window = c.added_time + m.any_address_claim_wait
@@ -165,11 +165,11 @@ class ClaimLoop:
     def _other_moment(self, obs: Observation, c: PublicContribution) -> int | None:
         m = obs.mechanism
         key = c.key
-        if key in self._done or c.author == obs.address or m.kind == "prediction_market":
+        if key in self._done or c.author == obs.address or m.claims == "none":
             return None
         last = self._checked.get(key)
         opens = c.added_time + m.refund_wait
-        if m.kind == "points":
+        if m.claims == "points":
             if not self.rules.points_reports or last is not None:
                 return None
             close = opens + self.rules.rival_window_s
@@ -208,10 +208,10 @@ class ClaimLoop:
         w = Wants()
         if not own and not others:
             # The verified count decides whether reports are worth a look: read it now and then.
-            w.num_valid = self._valid is None and obs.mechanism.kind == "stakeable"
+            w.num_valid = self._valid is None and obs.mechanism.claims == "deposit"
             return w
         w.predictions = {c.data for c in own} | {c.data for c in others}
-        if obs.mechanism.kind == "points":
+        if obs.mechanism.claims == "points":
             w.claimed = [c for c in others]
             return w
         w.claimable = [_as_public(obs.address, c) for c in own] + others
@@ -236,11 +236,11 @@ class ClaimLoop:
             pc = _as_public(obs.address, c)
             left = obs.claimable.get(pc.key)
             agrees = obs.predictions.get(c.data)
-            if agrees is None or (m.kind != "points" and left is None):
+            if agrees is None or (m.claims != "points" and left is None):
                 self._count("unanswered")
                 continue  # the free call went unanswered: look again next block
             self._checked[pc.key] = obs.time
-            if m.kind != "points" and left == 0:
+            if m.claims != "points" and left == 0:
                 self._done.add(pc.key)
                 continue
             if len(out) >= slots:
@@ -250,12 +250,12 @@ class ClaimLoop:
             gave_up = self.rules.give_up_s is not None and obs.time >= c.added_time + int(self.rules.give_up_s)
             if agrees == c.label and self.rules.refund and (not gave_up or past_last):
                 out.append(Refund(c.id))
-            elif past_last and self.rules.take_all and m.kind != "points":
+            elif past_last and self.rules.take_all and m.claims != "points":
                 self._attempts[pc.key] = self._attempts.get(pc.key, 0) + 1
                 out.append(Report(pc, tip=self._tip(obs, left or 0)))
         for c in self._due_others:
             agrees = obs.predictions.get(c.data)
-            if m.kind == "points":
+            if m.claims == "points":
                 if agrees is None or c.key not in obs.claimed:
                     self._count("unanswered")
                     continue
@@ -303,7 +303,10 @@ class ClaimLoop:
         if valid == 0 or total == 0:
             self._count("no verified contribution")
             return 0
-        share = c.deposit * valid // total
+        if obs.mechanism.report_share_bps is not None:  # a fixed share, whatever the verified counts
+            share = c.deposit * obs.mechanism.report_share_bps // 10_000
+        else:
+            share = c.deposit * valid // total
         return left if share == 0 or share > left else share
 
     def next_moment(self, obs: Observation) -> int:

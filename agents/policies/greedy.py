@@ -85,7 +85,7 @@ class GreedyPolicy(Policy):
         w = self.claims.wants(obs)
         if self.adding(obs):
             w.predictions.add(self.samples[self._next].data)
-            w.num_valid = w.num_valid or obs.mechanism.kind == "stakeable"
+            w.num_valid = w.num_valid or obs.mechanism.claims == "deposit"
         return w
 
     # ---- decisions ----------------------------------------------------------------------------

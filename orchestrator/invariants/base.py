@@ -151,6 +151,14 @@ class InvariantContext:
         return {k: self._cache[("contribution", k, block)] for k in keys}
 
 
+def claim_style(mechanism: str) -> str:
+    """The registered mechanism's `claims` ("deposit", "points", "none"); "" if it is not registered."""
+    from ..mechanisms import mechanisms  # late: the registry loads plugins on first use
+
+    cls = mechanisms().get(mechanism)
+    return cls.claims if cls is not None else ""
+
+
 class Invariant(ABC):
     """A property checked after every block. Subclasses set `name` (unique), may restrict
     `mechanisms` (incentive types) and `models` (model contract names), and implement `check`,
@@ -161,9 +169,13 @@ class Invariant(ABC):
     description: ClassVar[str] = ""
     mechanisms: ClassVar[frozenset[str] | None] = None  # None: every mechanism
     models: ClassVar[frozenset[str] | None] = None  # None: every model family
+    # Mechanisms by what they allow (their `claims`: "deposit", "points", "none") rather than by name,
+    # so a plugin mechanism gets the checks of its kind. None: no restriction.
+    claims: ClassVar[frozenset[str] | None] = None
 
     def applies(self, ctx: InvariantContext) -> bool:
         return ((self.mechanisms is None or ctx.mechanism in self.mechanisms)
+                and (self.claims is None or claim_style(ctx.mechanism) in self.claims)
                 and (self.models is None or ctx.model_contract in self.models))
 
     async def start(self, ctx: InvariantContext, block: int) -> None:  # noqa: B027 - optional hook

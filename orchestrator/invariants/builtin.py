@@ -1,7 +1,7 @@
 """The built-in invariants (registered on import). Each one is incremental: what it tracks is
 updated from `ctx.view` and a few batched reads at the checked block.
 
-* `deposits_backed` (stakeable, points): the trainer's balance equals what is still claimable, the
+* `deposits_backed` (trainer mechanisms: stakeable, points and plugins whose claims are deposits or points): the trainer's balance equals what is still claimable, the
   sum of the data handler's remainders over every contribution (re-read for the contributions a
   block touched).
 * `claims_once` (stakeable, points): no contribution refunded twice; no wei paid out of a
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Invariant, InvariantContext, Violation, register
+from .base import Invariant, InvariantContext, Violation, claim_style, register
 
-TRAINER_MECHANISMS = frozenset({"stakeable", "points"})
+TRAINER_CLAIMS = frozenset({"deposit", "points"})  # mechanisms behind CollaborativeTrainer
 ACCOUNT_WINDOW = 32  # accounts re-read per block besides those the block touched (one call per account)
 UNIT = 10**9  # the models' fixed point
 # |d_i| of a unit-norm sample: the contracts accept |sum d^2 - 1e18| < 1e11, so |d_i| < 1e9 + 50.
@@ -32,7 +32,7 @@ DENSE_VALUE_MAX = UNIT + 50
 class DepositsBacked(Invariant):
     name = "deposits_backed"
     description = "the trainer's balance equals the sum of the contributions' claimable remainders"
-    mechanisms = TRAINER_MECHANISMS
+    claims = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.claimable: dict[bytes, int] = {}
@@ -72,7 +72,7 @@ class DepositsBacked(Invariant):
 class ClaimsOnce(Invariant):
     name = "claims_once"
     description = "no contribution refunded twice or paid out beyond its deposit; claim counts match"
-    mechanisms = TRAINER_MECHANISMS
+    claims = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.refunds: dict[bytes, int] = {}
@@ -93,7 +93,7 @@ class ClaimsOnce(Invariant):
                 if self.refunds[c.key] > 1:
                     out.append(self.violation(c.block, "contribution refunded twice", key="0x" + c.key.hex(),
                                               author=c.author, tx=c.tx_hash))
-            if ctx.mechanism == "points" and self.claims[c.key] > 1:
+            if claim_style(ctx.mechanism) == "points" and self.claims[c.key] > 1:
                 out.append(self.violation(c.block, f"points contribution claimed {self.claims[c.key]} times",
                                           key="0x" + c.key.hex(), claimer=c.claimer, tx=c.tx_hash))
         if not keys:
@@ -105,7 +105,7 @@ class ClaimsOnce(Invariant):
             if paid > deposit:
                 out.append(self.violation(block, f"{paid} wei paid out of a contribution that deposited {deposit}",
                                           key="0x" + key.hex(), paid=str(paid), deposit=str(deposit)))
-            elif ctx.mechanism == "stakeable" and remainder != deposit - paid:
+            elif claim_style(ctx.mechanism) == "deposit" and remainder != deposit - paid:
                 out.append(self.violation(block, f"remainder {remainder} wei but deposit {deposit} minus paid "
                                                  f"{paid} is {deposit - paid}", key="0x" + key.hex(),
                                           remainder=str(remainder), deposit=str(deposit), paid=str(paid)))
@@ -118,7 +118,7 @@ class ClaimsOnce(Invariant):
 class PointsNeverDecrease(Invariant):
     name = "points_never_decrease"
     description = "validated counts, reports and the mechanism's totals never go down"
-    mechanisms = TRAINER_MECHANISMS
+    claims = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.last: dict[tuple[str, str], int] = {}
@@ -172,7 +172,7 @@ class PointsNeverDecrease(Invariant):
 class ModelWithinBounds(Invariant):
     name = "model_within_bounds"
     description = "model values within what the initial model and the updates since can reach"
-    mechanisms = TRAINER_MECHANISMS
+    claims = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.base_max = 0  # largest |value| at the baseline block

@@ -3,7 +3,8 @@
 A mechanism owns its scenario section (a pydantic config whose `type` names it), its contracts and
 their deploy, the parameters the shards' agents need (`ShardParams`), what happens after the
 schedule (`settle`: a prediction market's end, reveal, reward passes and collects) and what it
-allows (idle-time warps, model families). Built-ins: `stakeable`, `points`, `prediction_market`;
+allows (idle-time warps, model families, which claims agents may make). A plugin's Solidity sources
+live in its own folder (`sources`) and compile together with the built-in ones. Built-ins: `stakeable`, `points`, `prediction_market`;
 plugins register in code (`register_mechanism`) or by the entry-point group `dcai.mechanisms`
 (`name = "package.module:MechanismClass"`). The scenario's `incentive` section is a discriminated
 union (on `type`) of every registered mechanism's config.
@@ -15,10 +16,12 @@ import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from agents.policies.base import CLAIM_STYLES
 from orchestrator.scenario_locate import field_error
 from orchestrator.scenario_types import DurationS, StrictModel as Strict, Wei
 
@@ -71,7 +74,8 @@ class ShardParams:
     refund_wait: int = 0
     owner_claim_wait: int | None = None
     any_address_claim_wait: int | None = None
-    stake: int | None = None
+    stake: int | None = None  # a fixed price per contribution (None: Stakeable's price from cost_weight)
+    report_share_bps: int | None = None  # a take's fixed share of the deposit (None: Stakeable's share)
 
 
 @dataclass
@@ -112,6 +116,13 @@ class Mechanism:
     models: ClassVar[tuple[str, ...] | None] = None  # model types it supports (None: every one)
     # Agents claim from the contract after the schedule (refunds, takes): the run settles them.
     agents_claim: ClassVar[bool] = True
+    # Which claims the agents' policies may make (agents.policies.base.Mechanism.claims): "deposit"
+    # (refund, report, take-all of a deposit held by the trainer), "points" (validate or block, no
+    # ether) or "none". Trainer invariants (deposits backed, claims once) apply to "deposit" and "points".
+    claims: ClassVar[str] = "deposit"
+    # Folders of this mechanism's own Solidity sources, compiled with the built-in ones (which they
+    # import by source name, e.g. `import {Ownable} from "Ownable.sol";`).
+    sources: ClassVar[tuple[Path, ...]] = ()
 
     async def deploy(self, ctx: DeployContext) -> Any:
         """Deploy the system; returns a contracts.deploy.DeployedSystem."""
@@ -137,6 +148,8 @@ def register_mechanism(cls: type[Mechanism]) -> type[Mechanism]:
     """Register a mechanism class (usable as a decorator); the scenario schema is rebuilt to include it."""
     if not (isinstance(cls, type) and issubclass(cls, Mechanism)) or not cls.name:
         raise TypeError(f"{cls!r} is not a Mechanism subclass with a name")
+    if cls.claims not in CLAIM_STYLES:
+        raise TypeError(f"mechanism {cls.name!r}: claims {cls.claims!r} is not one of {sorted(CLAIM_STYLES)}")
     if cls.config_cls.model_fields["type"].annotation is str:
         raise TypeError(f"mechanism {cls.name!r}: its config's `type` must be Literal[{cls.name!r}]")
     _REGISTRY[cls.name] = cls

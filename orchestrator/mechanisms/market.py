@@ -33,6 +33,7 @@ class PredictionMarket(Mechanism):
     contracts: ClassVar[tuple[str, ...]] = ("PredictionMarket",)
     allows_warps: ClassVar[bool] = False  # a market round has no waits to skip
     agents_claim: ClassVar[bool] = False  # participants collect in the market's own settlement
+    claims: ClassVar[str] = "none"
     models: ClassVar[tuple[str, ...] | None] = ("sparse_perceptron",)  # its contract reads perceptron weights
 
     driver: MarketDriver | None = None

@@ -20,6 +20,7 @@ class Points(Mechanism):
     name: ClassVar[str] = "points"
     config_cls: ClassVar[type] = PointsConfig
     contracts: ClassVar[tuple[str, ...]] = ("DataHandler", "Points", "CollaborativeTrainer")
+    claims: ClassVar[str] = "points"
 
     async def deploy(self, ctx: DeployContext) -> Any:
         c = self.config

@@ -101,7 +101,9 @@ class World:
 
         t = time.time()
         # In a thread: the event loop stays free to hear Ctrl-C while solc and the dataset work.
-        compiled = await asyncio.to_thread(compile_contracts)
+        # The mechanism is chosen first: a plugin's own Solidity sources compile with the built-in ones.
+        self.mechanism = mechanism_for(sc.incentive)
+        compiled = await asyncio.to_thread(compile_contracts, extra_dirs=self.mechanism.sources)
         self._phase("compile_s", t)
         log.info("contracts ready", compiler=compiled.compiler_version, cached=compiled.from_cache)
 
@@ -116,7 +118,6 @@ class World:
         chain_id = await self.client.chain_id()
         self.tx = Transactor(self.client, funder, chain_id,
                              mine=self.clock.mine_next if isinstance(self.clock, DrivenClock) else None)
-        self.mechanism = mechanism_for(sc.incentive)
         self.system = await self.mechanism.deploy(DeployContext(self.client, self.tx, compiled, model_spec, ds,
                                                                 test_rows, sc))
         self._phase("deploy_s", t)
@@ -240,6 +241,7 @@ class World:
             abis={name: a.abi for name, a in system.abis.items() if name in wanted},
             cost_weight=p.cost_weight, stake=p.stake, refund_wait=p.refund_wait, mechanism=p.mechanism,
             owner_claim_wait=p.owner_claim_wait, any_address_claim_wait=p.any_address_claim_wait,
+            claims=self.mechanism.claims, report_share_bps=p.report_share_bps,
             block_time=sc.chain.block_time, unique_tips=clock_kind(sc) == "driven",
             data_handler=system.data_handler,
             keep_raw=self.node is not None and bool(sc.chain.checkpoint_every),
