@@ -171,11 +171,11 @@ class Invariant(ABC):
     models: ClassVar[frozenset[str] | None] = None  # None: every model family
     # Mechanisms by what they allow (their `claims`: "deposit", "points", "none") rather than by name,
     # so a plugin mechanism gets the checks of its kind. None: no restriction.
-    claims: ClassVar[frozenset[str] | None] = None
+    claim_styles: ClassVar[frozenset[str] | None] = None
 
     def applies(self, ctx: InvariantContext) -> bool:
         return ((self.mechanisms is None or ctx.mechanism in self.mechanisms)
-                and (self.claims is None or claim_style(ctx.mechanism) in self.claims)
+                and (self.claim_styles is None or claim_style(ctx.mechanism) in self.claim_styles)
                 and (self.models is None or ctx.model_contract in self.models))
 
     async def start(self, ctx: InvariantContext, block: int) -> None:  # noqa: B027 - optional hook

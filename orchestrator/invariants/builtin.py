@@ -32,7 +32,7 @@ DENSE_VALUE_MAX = UNIT + 50
 class DepositsBacked(Invariant):
     name = "deposits_backed"
     description = "the trainer's balance equals the sum of the contributions' claimable remainders"
-    claims = TRAINER_CLAIMS
+    claim_styles = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.claimable: dict[bytes, int] = {}
@@ -72,7 +72,7 @@ class DepositsBacked(Invariant):
 class ClaimsOnce(Invariant):
     name = "claims_once"
     description = "no contribution refunded twice or paid out beyond its deposit; claim counts match"
-    claims = TRAINER_CLAIMS
+    claim_styles = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.refunds: dict[bytes, int] = {}
@@ -118,7 +118,7 @@ class ClaimsOnce(Invariant):
 class PointsNeverDecrease(Invariant):
     name = "points_never_decrease"
     description = "validated counts, reports and the mechanism's totals never go down"
-    claims = TRAINER_CLAIMS
+    claim_styles = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.last: dict[tuple[str, str], int] = {}
@@ -172,7 +172,7 @@ class PointsNeverDecrease(Invariant):
 class ModelWithinBounds(Invariant):
     name = "model_within_bounds"
     description = "model values within what the initial model and the updates since can reach"
-    claims = TRAINER_CLAIMS
+    claim_styles = TRAINER_CLAIMS
 
     def __init__(self) -> None:
         self.base_max = 0  # largest |value| at the baseline block
