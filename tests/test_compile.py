@@ -90,3 +90,23 @@ def test_changed_source_and_syntax_error(tmp_path, compiled: CompileResult, solc
 def test_empty_source_dir_is_an_error(tmp_path):
     with pytest.raises(CompileError, match="no Solidity sources"):
         compile_contracts(tmp_path, tmp_path / "cache")
+
+
+def test_extra_source_folders_compile_with_the_builtin_ones(tmp_path):
+    """A plugin mechanism's own folder: its contract imports the built-in sources by name; a folder that
+    is missing, or a contract that would shadow a built-in one, is refused naming it."""
+    plugin = tmp_path / "my_plugin"
+    plugin.mkdir()
+    (plugin / "Flat.sol").write_text(
+        '// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\nimport {Ownable} from "Ownable.sol";\n'
+        "contract FlatPrice is Ownable {\n    function price() external pure returns (uint256) { return 7; }\n}\n")
+    cache = tmp_path / "cache"
+    got = compile_contracts(cache=cache, extra_dirs=[plugin])
+    assert "FlatPrice" in got.artifacts and "Stakeable" in got.artifacts
+    assert got.cache_key != compile_contracts(cache=cache).cache_key  # the plugin's sources are in the key
+    with pytest.raises(CompileError, match="does not exist"):
+        compile_contracts(cache=cache, extra_dirs=[tmp_path / "nowhere"])
+    (plugin / "Shadow.sol").write_text(
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.24;\ncontract Stakeable { uint256 public x; }\n")
+    with pytest.raises(CompileError, match="'Stakeable' is defined in both"):
+        compile_contracts(cache=cache, extra_dirs=[plugin])
