@@ -98,3 +98,39 @@ def test_registered_mechanism_runs(registered, tmp_path, ray_cluster):
     assert s["transactions"]["by_action"]["add"].get("included") == 12
     assert s["transactions"]["by_action"]["refund"].get("included", 0) > 0  # the one-hour wait was warped over
     assert s["reconciliation"]["ok"]
+
+
+def test_claims_say_what_agents_may_do_whatever_the_name():
+    """Policies decide on a mechanism's `claims`, not its name: built-ins keep theirs, a plugin
+    declares its own, and a style nobody knows is refused at registration and in the shards."""
+    from agents.policies.base import Mechanism as AgentMechanism
+
+    def agent_side(kind: str, claims: str = "") -> AgentMechanism:
+        return AgentMechanism(kind=kind, cost_weight=0, refund_wait=60, owner_claim_wait=60,
+                              any_address_claim_wait=60, claims=claims)
+
+    assert [agent_side(k).claims for k in ("stakeable", "points", "prediction_market", "quick_refund")] == [
+        "deposit", "points", "none", "deposit"]
+    assert agent_side("my_karma", "points").claims == "points"
+    with pytest.raises(ValueError, match="'refunds' is not one of"):
+        agent_side("x", "refunds")
+    assert {n: m.claims for n, m in mechanisms().items() if n in ("stakeable", "points", "prediction_market")} == {
+        "stakeable": "deposit", "points": "points", "prediction_market": "none"}
+
+    class Odd(QuickRefund):
+        name: ClassVar[str] = "odd"
+        claims: ClassVar[str] = "refunds"
+
+    with pytest.raises(TypeError, match="claims 'refunds' is not one of"):
+        register_mechanism(Odd)
+    assert "odd" not in mechanisms()
+
+
+def test_invariants_follow_the_claim_style(registered):
+    """The trainer invariants apply to a plugin mechanism by its claims, not by a list of names."""
+    from orchestrator.invariants import builtin  # noqa: F401 - registers the built-ins
+    from orchestrator.invariants.base import claim_style
+
+    assert claim_style("quick_refund") == "deposit" and claim_style("nope") == ""
+    assert builtin.DepositsBacked.claim_styles == builtin.ClaimsOnce.claim_styles == frozenset({"deposit", "points"})
+    assert builtin.DepositsBacked.mechanisms is None
