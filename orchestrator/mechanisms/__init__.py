@@ -146,16 +146,21 @@ _loaded = False
 
 def register_mechanism(cls: type[Mechanism]) -> type[Mechanism]:
     """Register a mechanism class (usable as a decorator); the scenario schema is rebuilt to include it."""
+    _check(cls)
+    _REGISTRY[cls.name] = cls
+    for notify in _listeners:
+        notify()
+    return cls
+
+
+def _check(cls: Any) -> None:
+    """Refuse what could not run: the same checks for code registration and entry points."""
     if not (isinstance(cls, type) and issubclass(cls, Mechanism)) or not cls.name:
         raise TypeError(f"{cls!r} is not a Mechanism subclass with a name")
     if cls.claims not in CLAIM_STYLES:
         raise TypeError(f"mechanism {cls.name!r}: claims {cls.claims!r} is not one of {sorted(CLAIM_STYLES)}")
     if cls.config_cls.model_fields["type"].annotation is str:
         raise TypeError(f"mechanism {cls.name!r}: its config's `type` must be Literal[{cls.name!r}]")
-    _REGISTRY[cls.name] = cls
-    for notify in _listeners:
-        notify()
-    return cls
 
 
 def unregister_mechanism(name: str) -> None:
@@ -185,11 +190,14 @@ def _load() -> None:
     _loaded = True
     from . import market, points, stakeable  # noqa: F401 - register the built-ins
 
+    builtins = set(_REGISTRY)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()
-            if cls.name:
-                _REGISTRY[cls.name] = cls
+            _check(cls)
+            if cls.name in builtins:  # a scenario's `stakeable` must mean the shipped one everywhere
+                raise ValueError(f"the name {cls.name!r} is a built-in mechanism's")
+            _REGISTRY[cls.name] = cls
         except Exception as e:  # noqa: BLE001 - one broken plugin must not take the others down
             warnings.warn(f"mechanism plugin {ep.name!r} ({ep.value}) could not be loaded: "
                           f"{type(e).__name__}: {e}", stacklevel=2)
