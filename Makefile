@@ -48,6 +48,7 @@ bench: $(BENCH_STAMP) $(NPM_STAMP)
 	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
 	if [ -f benchmarks/accuracy.py ]; then $(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS); fi
 	$(BIN)/python -m benchmarks.fidelity $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/fidelity.json,)
+	$(BIN)/python benchmarks/bad_inputs.py $(if $(filter --quick,$(BENCH_ARGS)),--repeats 1,--output benchmarks/results/bad_inputs.json)
 	$(BIN)/python benchmarks/report_results.py
 
 clean-cache:
