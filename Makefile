@@ -28,9 +28,7 @@ demo: setup
 	$(BIN)/dcai run $(SCENARIO)
 
 test: setup
-	sh tests/setup_mosquitto.sh
-	sh tests/setup_prometheus.sh
-	sh tests/setup_chromium.sh
+	sh tests/setup_debian.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (benchmarks/README.md): web3.py comes in as the baseline. BENCH_ARGS e.g. --quick.

@@ -280,9 +280,9 @@ CONSOLE_LINE = re.compile(r"^\[[^\]]*:CONSOLE[:(\]]", re.M)
 @pytest.fixture(scope="module")
 def chromium() -> Path:
     if not CHROMIUM.exists():
-        subprocess.run(["sh", str(ROOT / "tests" / "setup_chromium.sh")], check=False, timeout=900)
+        subprocess.run(["sh", str(ROOT / "tests" / "setup_debian.sh"), "chromium"], check=False, timeout=900)
     if not CHROMIUM.exists():
-        pytest.skip("headless Chromium is not installed and tests/setup_chromium.sh could not install Debian's "
+        pytest.skip("headless Chromium is not installed and tests/setup_debian.sh could not install Debian's "
                     "chromium (it needs root or password-less sudo and the Debian archive)")
     return CHROMIUM
 
