@@ -28,9 +28,7 @@ demo: setup
 	$(BIN)/dcai run $(SCENARIO)
 
 test: setup
-	sh tests/setup_mosquitto.sh
-	sh tests/setup_prometheus.sh
-	sh tests/setup_chromium.sh
+	sh tests/setup_debian.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (benchmarks/README.md): web3.py comes in as the baseline. BENCH_ARGS e.g. --quick.
@@ -48,6 +46,7 @@ bench: $(BENCH_STAMP) $(NPM_STAMP)
 	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
 	if [ -f benchmarks/accuracy.py ]; then $(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS); fi
 	$(BIN)/python -m benchmarks.fidelity $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/fidelity.json,)
+	$(BIN)/python benchmarks/bad_inputs.py $(if $(filter --quick,$(BENCH_ARGS)),--repeats 1,--output benchmarks/results/bad_inputs.json)
 	$(BIN)/python benchmarks/report_results.py
 
 clean-cache:

@@ -1,5 +1,5 @@
 """Prometheus: `dcai run --metrics-port N` serves /metrics during the run; a real Prometheus server
-(Debian's, installed by tests/setup_prometheus.sh) scrapes it, and its HTTP API returns the run's
+(Debian's, installed by tests/setup_debian.sh) scrapes it, and its HTTP API returns the run's
 series afterwards. The Grafana dashboard shipped in docs/ only queries series the run exports."""
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def query(api: str, expr: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def prometheus(tmp_path):
     if not Path(PROMETHEUS).exists():
-        pytest.skip("prometheus is not installed (tests/setup_prometheus.sh)")
+        pytest.skip("prometheus is not installed (tests/setup_debian.sh)")
     metrics_port, web_port = free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"""

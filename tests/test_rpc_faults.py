@@ -338,7 +338,7 @@ def test_endpoint_and_broker_outage_mid_run(tmp_path, ray_cluster, external_node
     endpoint, publishes again once the broker is back, and its books stay exact."""
     binary = mosquitto_binary()
     if binary is None:
-        pytest.skip("mosquitto is not installed (tests/setup_mosquitto.sh installs Debian's package as root)")
+        pytest.skip("mosquitto is not installed (tests/setup_debian.sh installs Debian's package as root)")
     broker = Mosquitto(binary, tmp_path)
     broker.start()
     first = ProxyProcess(external_node, "--rate", "0.03", "--seed", "5")

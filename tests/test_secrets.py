@@ -24,7 +24,7 @@ BROKER_PASSWORD = "Br0ker-Pa55-word-abc"
 def test_results_and_logs_hold_no_secret(tmp_path, monkeypatch):
     binary = mosquitto_binary()
     if binary is None:
-        pytest.skip("mosquitto is not installed (make test installs it: tests/setup_mosquitto.sh)")
+        pytest.skip("mosquitto is not installed (make test installs it: tests/setup_debian.sh)")
     broker = Mosquitto(binary, tmp_path, users={"dcai": BROKER_PASSWORD})
     broker.start()
     node = AnvilNode(NodeSettings(), tmp_path / "external-anvil.log")

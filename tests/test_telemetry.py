@@ -1,7 +1,7 @@
 """MQTT telemetry and control against real brokers: the embedded amqtt broker and Debian's mosquitto.
 
 Nothing is mocked. mosquitto is started by the tests on a free loopback port with a small config
-file (tests/setup_mosquitto.sh installs the package); its tests skip only when the binary is absent.
+file (tests/setup_debian.sh installs the package); its tests skip only when the binary is absent.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Mosquitto:
 def mosquitto_bin() -> str:
     binary = mosquitto_binary()
     if binary is None:
-        pytest.skip("mosquitto is not installed (tests/setup_mosquitto.sh installs Debian's package as root)")
+        pytest.skip("mosquitto is not installed (tests/setup_debian.sh installs Debian's package as root)")
     return binary
 
 
