@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from test_telemetry import Mosquitto, _die_with_parent, mosquitto_binary
+from telemetry_helpers import Mosquitto, _die_with_parent, mosquitto_binary
 
 from contracts.rpc import RpcClient, RpcError, RpcTransportError, rotate_endpoints, tx_hash_of
 from contracts.signing import LocalAccount, derive_key, dev_accounts, sign_eip1559

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_telemetry import Mosquitto, mosquitto_binary
+from telemetry_helpers import Mosquitto, mosquitto_binary
 
 from contracts.signing import derive_key, dev_accounts
 from orchestrator.nodes import AnvilNode, NodeSettings
