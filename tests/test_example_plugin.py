@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "examples" / "bonded_validation"
 
 
-def _pip_install(target: Path) -> None:
+def _pip_install(target: Path, work: Path) -> None:
     """Install without touching the test environment: into `target` only, no dependencies. Offline
     first (the environment's own setuptools, which builds wheels from 70.1 on or with `wheel`
-    installed); else with pip's isolated build environment (fetches setuptools from the index)."""
+    installed); else with pip's isolated build environment (fetches setuptools from the index).
+    Built from a copy: pip builds in the source folder, whose leftovers must not reach the checkout."""
+    source = work / "bonded_validation"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     base = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-            "--target", str(target), str(PLUGIN)]
+            "--target", str(target), str(source)]
     offline = subprocess.run([*base[:4], "--no-build-isolation", *base[4:]], capture_output=True, text=True,
                              timeout=300)
     if offline.returncode == 0:
@@ -49,7 +53,7 @@ def _pip_install(target: Path) -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("plugin-site")
-    _pip_install(target)
+    _pip_install(target, tmp_path_factory.mktemp("plugin-build"))
     assert (target / "dcai_bonded" / "contracts" / "BondedValidation.sol").is_file()  # package data went along
     assert any(p.name.endswith(".dist-info") for p in target.iterdir())  # entry points need the metadata
     return target
