@@ -19,10 +19,17 @@ contract Stakeable is Ownable, IIncentiveMechanism {
     /// never reports, so the reference's owner branch could never fire; this address can.
     address public immutable modelOwner;
 
-    // Packed into one slot: every add writes lastUpdateTime and totalSubmitted together.
-    uint64 public lastUpdateTime;
-    uint64 public totalSubmitted;
-    uint128 public totalGoodDataCount;
+    /// The deployment time: lastUpdateTime is stored as seconds since then.
+    uint256 private immutable epoch;
+
+    // These three share slot 0 with Ownable.owner (20 + 3 * 4 bytes). Every call's owner check reads
+    // that slot anyway, so an add's price and counter, a refund's good-data count and a report's
+    // total cost no further cold slot: one cold read and at most one write per call.
+    // Bounds: 2^32 - 1 adds and validations (the counters revert beyond); add times up to 136 years
+    // after deployment (an add later than that reverts with TimeOutOfRange).
+    uint32 private lastUpdateOffset;
+    uint32 private submitted;
+    uint32 private goodDataCount;
 
     mapping(address => uint256) public numValid;
 
@@ -38,6 +45,7 @@ contract Stakeable is Ownable, IIncentiveMechanism {
     error ModelAgrees(uint64 prediction);
     error CannotTakeOwnDeposit();
     error NoVerifiedContributions(address reporter);
+    error TimeOutOfRange(uint256 time);
 
     constructor(
         uint256 refundWaitTimeS_,
@@ -53,7 +61,19 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         anyAddressClaimWaitTimeS = anyAddressClaimWaitTimeS_;
         costWeight = costWeight_;
         modelOwner = msg.sender;
-        lastUpdateTime = uint64(block.timestamp);
+        epoch = block.timestamp;
+    }
+
+    function lastUpdateTime() public view returns (uint64) {
+        return uint64(epoch + lastUpdateOffset);
+    }
+
+    function totalSubmitted() external view returns (uint64) {
+        return submitted;
+    }
+
+    function totalGoodDataCount() external view returns (uint128) {
+        return goodDataCount;
     }
 
     function numValidForAddress(address a) external view returns (uint256) {
@@ -66,7 +86,7 @@ contract Stakeable is Ownable, IIncentiveMechanism {
 
     function getNextAddDataCost(uint256 time) public view returns (uint256) {
         if (costWeight == 0) return 0;
-        uint256 last = lastUpdateTime;
+        uint256 last = epoch + lastUpdateOffset;
         uint256 elapsed = time > last ? time - last : 0;
         if (elapsed == 0) elapsed = 1;
         return costWeight * 3600 / _sqrt(elapsed);
@@ -84,8 +104,10 @@ contract Stakeable is Ownable, IIncentiveMechanism {
     {
         cost = getNextAddDataCost(block.timestamp);
         if (msgValue < cost) revert DidNotPayEnough(cost, msgValue);
-        lastUpdateTime = uint64(block.timestamp);
-        totalSubmitted += 1;
+        uint256 offset = block.timestamp - epoch;
+        if (offset > type(uint32).max) revert TimeOutOfRange(block.timestamp);
+        lastUpdateOffset = uint32(offset);
+        submitted += 1;
         train = true;
     }
 
@@ -104,7 +126,7 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         if (elapsed < refundWaitTimeS) revert NotEnoughTimeHasPassed(elapsed, refundWaitTimeS);
         if (prediction != classification) revert ModelDisagrees(prediction, classification);
         numValid[submitter] += 1;
-        totalGoodDataCount += 1;
+        goodDataCount += 1;
         refundAmount = claimableAmount;
         emit Refund(submitter, refundAmount);
     }
@@ -133,7 +155,7 @@ contract Stakeable is Ownable, IIncentiveMechanism {
             if (prediction == classification) revert ModelAgrees(prediction);
             uint256 reporterValid = numValid[reporter];
             if (reporterValid == 0) revert NoVerifiedContributions(reporter);
-            rewardAmount = initialDeposit * reporterValid / totalGoodDataCount;
+            rewardAmount = initialDeposit * reporterValid / goodDataCount;
             if (rewardAmount == 0 || rewardAmount > claimableAmount) rewardAmount = claimableAmount;
         }
         emit Report(reporter, rewardAmount);
