@@ -46,6 +46,7 @@ contract Stakeable is Ownable, IIncentiveMechanism {
     error CannotTakeOwnDeposit();
     error NoVerifiedContributions(address reporter);
     error TimeOutOfRange(uint256 time);
+    error CountOverflow();
 
     constructor(
         uint256 refundWaitTimeS_,
@@ -97,17 +98,34 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         return getNextAddDataCost(block.timestamp);
     }
 
-    function handleAddData(uint256 msgValue, int64[] calldata, uint64)
-        external
-        onlyOwner
-        returns (uint256 cost, bool train)
-    {
-        cost = getNextAddDataCost(block.timestamp);
-        if (msgValue < cost) revert DidNotPayEnough(cost, msgValue);
+    /// The owner check, the price and both updates use one read and one write of slot 0 (the
+    /// compiler's code for the packed fields read it four times and wrote it twice).
+    function handleAddData(uint256 msgValue, int64[] calldata, uint64) external returns (uint256 cost, bool train) {
+        uint256 w;
+        uint256 timeShift;
+        uint256 countShift;
+        assembly {
+            w := sload(lastUpdateOffset.slot)
+            timeShift := shl(3, lastUpdateOffset.offset)
+            countShift := shl(3, submitted.offset)
+        }
+        if (msg.sender != address(uint160(w))) revert NotOwner(msg.sender);
         uint256 offset = block.timestamp - epoch;
+        if (costWeight != 0) {
+            uint256 last = (w >> timeShift) & type(uint32).max;
+            // elapsed since the last add (0 counts as 1); time never runs backwards, so offset >= last
+            uint256 elapsed = offset - last;
+            cost = costWeight * 3600 / _sqrt(elapsed == 0 ? 1 : elapsed);
+        }
+        if (msgValue < cost) revert DidNotPayEnough(cost, msgValue);
         if (offset > type(uint32).max) revert TimeOutOfRange(block.timestamp);
-        lastUpdateOffset = uint32(offset);
-        submitted += 1;
+        uint256 count = ((w >> countShift) & type(uint32).max) + 1;
+        if (count > type(uint32).max) revert CountOverflow();
+        w &= ~((uint256(type(uint32).max) << timeShift) | (uint256(type(uint32).max) << countShift));
+        w |= (offset << timeShift) | (count << countShift);
+        assembly {
+            sstore(lastUpdateOffset.slot, w)
+        }
         train = true;
     }
 
@@ -161,21 +179,26 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         emit Report(reporter, rewardAmount);
     }
 
-    /// floor(sqrt(x)) by Newton's method from a power-of-two start above the root.
-    function _sqrt(uint256 x) internal pure returns (uint256) {
+    /// floor(sqrt(x)) by Newton's method from a power of two above the root.
+    function _sqrt(uint256 x) internal pure returns (uint256 y) {
         if (x < 2) return x;
-        uint256 bits = 0;
-        uint256 t = x;
-        while (t > 0) {
-            t >>= 2;
-            bits += 1;
+        unchecked {
+            // r = 2^floor(log2(x) / 2), found by halving the bit width: sqrt(x) < 2 * r.
+            uint256 r = 1;
+            uint256 t = x;
+            if (t >= 1 << 128) { t >>= 128; r <<= 64; }
+            if (t >= 1 << 64) { t >>= 64; r <<= 32; }
+            if (t >= 1 << 32) { t >>= 32; r <<= 16; }
+            if (t >= 1 << 16) { t >>= 16; r <<= 8; }
+            if (t >= 1 << 8) { t >>= 8; r <<= 4; }
+            if (t >= 1 << 4) { t >>= 4; r <<= 2; }
+            if (t >= 1 << 2) r <<= 1;
+            y = r << 1;
+            uint256 z = (y + x / y) >> 1;
+            while (z < y) {
+                y = z;
+                z = (y + x / y) >> 1;
+            }
         }
-        uint256 y = 1 << bits; // >= sqrt(x)
-        uint256 z = (y + x / y) >> 1;
-        while (z < y) {
-            y = z;
-            z = (y + x / y) >> 1;
-        }
-        return y;
     }
 }
