@@ -86,11 +86,14 @@ contract Stakeable is Ownable, IIncentiveMechanism {
     }
 
     function getNextAddDataCost(uint256 time) public view returns (uint256) {
-        if (costWeight == 0) return 0;
         uint256 last = epoch + lastUpdateOffset;
-        uint256 elapsed = time > last ? time - last : 0;
-        if (elapsed == 0) elapsed = 1;
-        return costWeight * 3600 / _sqrt(elapsed);
+        return _cost(time > last ? time - last : 0);
+    }
+
+    /// The deposit after `elapsed` seconds without an add (0 counts as 1).
+    function _cost(uint256 elapsed) private view returns (uint256) {
+        if (costWeight == 0) return 0;
+        return costWeight * 3600 / _sqrt(elapsed == 0 ? 1 : elapsed);
     }
 
     /// Hook for data-dependent prices; this mechanism's price depends on time only.
@@ -111,12 +114,8 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         }
         if (msg.sender != address(uint160(w))) revert NotOwner(msg.sender);
         uint256 offset = block.timestamp - epoch;
-        if (costWeight != 0) {
-            uint256 last = (w >> timeShift) & type(uint32).max;
-            // elapsed since the last add (0 counts as 1); time never runs backwards, so offset >= last
-            uint256 elapsed = offset - last;
-            cost = costWeight * 3600 / _sqrt(elapsed == 0 ? 1 : elapsed);
-        }
+        // time never runs backwards and every stored offset was a block's, so offset >= the last one
+        cost = _cost(offset - ((w >> timeShift) & type(uint32).max));
         if (msgValue < cost) revert DidNotPayEnough(cost, msgValue);
         if (offset > type(uint32).max) revert TimeOutOfRange(block.timestamp);
         uint256 count = ((w >> countShift) & type(uint32).max) + 1;
@@ -179,21 +178,13 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         emit Report(reporter, rewardAmount);
     }
 
-    /// floor(sqrt(x)) by Newton's method from a power of two above the root.
+    /// floor(sqrt(x)) by Newton's method from a power-of-two start above the root.
     function _sqrt(uint256 x) internal pure returns (uint256 y) {
         if (x < 2) return x;
         unchecked {
-            // r = 2^floor(log2(x) / 2), found by halving the bit width: sqrt(x) < 2 * r.
-            uint256 r = 1;
-            uint256 t = x;
-            if (t >= 1 << 128) { t >>= 128; r <<= 64; }
-            if (t >= 1 << 64) { t >>= 64; r <<= 32; }
-            if (t >= 1 << 32) { t >>= 32; r <<= 16; }
-            if (t >= 1 << 16) { t >>= 16; r <<= 8; }
-            if (t >= 1 << 8) { t >>= 8; r <<= 4; }
-            if (t >= 1 << 4) { t >>= 4; r <<= 2; }
-            if (t >= 1 << 2) r <<= 1;
-            y = r << 1;
+            uint256 bits = 0;
+            for (uint256 t = x; t > 0; t >>= 2) ++bits;
+            y = 1 << bits; // >= sqrt(x)
             uint256 z = (y + x / y) >> 1;
             while (z < y) {
                 y = z;
