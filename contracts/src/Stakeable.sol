@@ -63,6 +63,16 @@ contract Stakeable is Ownable, IIncentiveMechanism {
         costWeight = costWeight_;
         modelOwner = msg.sender;
         epoch = block.timestamp;
+        // handleAddData takes the owner from the word it reads for the price: keep them together.
+        uint256 ownerSlot;
+        uint256 ownerOffset;
+        uint256 fieldsSlot;
+        assembly {
+            ownerSlot := owner.slot
+            ownerOffset := owner.offset
+            fieldsSlot := lastUpdateOffset.slot
+        }
+        assert(ownerSlot == fieldsSlot && ownerOffset == 0);
     }
 
     function lastUpdateTime() public view returns (uint64) {
