@@ -222,6 +222,27 @@ async def test_add_data_deposit_follows_sqrt_schedule(client, tx, compiled, acto
     assert await view(client, system, "Stakeable", system.incentive, "totalSubmitted") == 7
 
 
+async def test_add_data_time_bound_is_precise(compiled, dev, tmp_path):
+    """Stakeable stores the last add's time as uint32 seconds since its deployment: 136 years on, an
+    add is refused with TimeOutOfRange instead of wrapping. On a private node: time only runs forward."""
+    from orchestrator.nodes import AnvilNode, NodeSettings
+
+    node = AnvilNode(NodeSettings(), tmp_path / "anvil.log")
+    node.start()
+    try:
+        async with RpcClient(node.url) as client:
+            system = await deploy_small(client, Transactor(client, dev[0], await client.chain_id()), compiled)
+            last = await view(client, system, "Stakeable", system.incentive, "lastUpdateTime")
+            data = tr(system).encode("addData", GOOD, 1)
+            author = Transactor(client, dev[1], await client.chain_id())
+            await send_at(author, last + 2**32 - 1, system.trainer, data, MAX_DEPOSIT)  # the last second allowed
+            assert await view(client, system, "Stakeable", system.incentive, "lastUpdateTime") == last + 2**32 - 1
+            await mine_at(client, last + 2**32)
+            await expect_revert(client, system, dev[1], system.trainer, data, "TimeOutOfRange", value=MAX_DEPOSIT)
+    finally:
+        node.stop()
+
+
 async def test_add_data_underpaying_reverts(client, tx, compiled, actors, dev):
     system = await deploy_small(client, tx, compiled)
     author = actors[1]

@@ -143,15 +143,15 @@ class DenseNearestCentroid(ModelFamily):
     # write fresh counters the Stakeable ones do not.
     gas: GasTable = {
         "stakeable": {
-            "add": (117_250, 6_750, 0, 0),
-            "refund": (82_250, 500, 2_000, 750),
-            "report": (80_000, 1_000, 1_750, 750),
+            "add": (98_250, 6_500, 0, 0),
+            "refund": (80_250, 500, 2_000, 750),
+            "report": (79_250, 1_000, 1_750, 750),
             "predict": (28_500, 1_000, 1_750, 750),
         },
         "points": {
             "add": (91_000, 6_500, 0, 0),
             "refund": (93_750, 500, 2_000, 750),
-            "report": (102_000, 1_000, 1_750, 750),
+            "report": (101_500, 1_000, 1_750, 750),
             "predict": (28_500, 1_000, 1_750, 750),
         },
     }

@@ -157,8 +157,25 @@ contract CollaborativeTrainer {
     {
         uint256 r = _handleReport(data, classification, addedTime, originalAuthor);
         uint256 rewardAmount = _imReport(r, classification, addedTime, originalAuthor, _predict(data));
-        dataHandler.updateClaimableAmount(bytes32(_word(r, 0)), rewardAmount);
+        _updateClaimableAmount(r, rewardAmount);
         if (rewardAmount > 0) _pay(msg.sender, rewardAmount);
+    }
+
+    /// dataHandler.updateClaimableAmount(key, paid) with the key read from memory at r. The data
+    /// handler has just answered handleReport, so it has code: no extcodesize check is needed.
+    function _updateClaimableAmount(uint256 r, uint256 paid) private {
+        bytes4 sel = DataHandler.updateClaimableAmount.selector;
+        address dh = address(dataHandler);
+        assembly {
+            let q := add(r, 0xa0)
+            mstore(q, sel)
+            mstore(add(q, 0x04), mload(r)) // key
+            mstore(add(q, 0x24), paid)
+            if iszero(call(gas(), dh, 0, q, 0x44, 0, 0)) {
+                returndatacopy(q, 0, returndatasize())
+                revert(q, returndatasize())
+            }
+        }
     }
 
     /// dataHandler.handleReport(msg.sender, ...): its five return words stay in memory at the
@@ -208,12 +225,6 @@ contract CollaborativeTrainer {
             }
             if lt(returndatasize(), 0x20) { revert(0, 0) }
             rewardAmount := mload(q)
-        }
-    }
-
-    function _word(uint256 p, uint256 i) private pure returns (uint256 w) {
-        assembly {
-            w := mload(add(p, shl(5, i)))
         }
     }
 

@@ -111,8 +111,12 @@ contract DataHandler is Ownable {
             claimedByReporter = w & AUTHOR_CLAIMED != 0;
             w |= AUTHOR_CLAIMED;
         } else {
-            claimedByReporter = claimedBy[key][reporter];
-            claimedBy[key][reporter] = true;
+            // claimedBy[key][reporter]: its slot computed once for the read and the write.
+            uint256 flag = _claimedBySlot(key, reporter);
+            assembly {
+                claimedByReporter := sload(flag)
+                sstore(flag, 1)
+            }
         }
         w &= ~(CLAIMS << CLAIMS_SHIFT);
         _store(slot, w | (((numClaims + 1) & CLAIMS) << CLAIMS_SHIFT));
@@ -139,6 +143,17 @@ contract DataHandler is Ownable {
         Contribution storage c = contributions[key];
         assembly {
             slot := c.slot
+        }
+    }
+
+    /// The storage slot of claimedBy[key][claimer] (Solidity's layout of nested mappings).
+    function _claimedBySlot(bytes32 key, address claimer) private pure returns (uint256 slot) {
+        assembly {
+            mstore(0x00, key)
+            mstore(0x20, claimedBy.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, claimer)
+            slot := keccak256(0x00, 0x40)
         }
     }
 

@@ -217,30 +217,31 @@ contract NaiveBayes is Ownable, IClassifier {
         uint256 v = vocabularySize;
         uint256 base = COUNTS + ((uint256(classification) >> 1) << 128);
         uint256 odd = 32 * (classification & 1);
-        uint256 bad = 0; // 0: fine, 1: feature out of range, 2: count overflow
+        bool bad = false;
         uint256 feature;
+        // The loop keeps nothing but its pointer: after a break, the failing index is read again.
         assembly {
             let p := data.offset
-            for { let end := add(p, shl(5, data.length)) } lt(p, end) { p := add(p, 0x20) } {
+            let end := add(p, shl(5, data.length))
+            for {} lt(p, end) { p := add(p, 0x20) } {
                 let f := calldataload(p)
-                feature := f
                 // f >= v also rejects negative and malformed words (they are huge as uint256).
-                if iszero(lt(f, v)) {
-                    bad := 1
-                    break
-                }
+                if iszero(lt(f, v)) { break }
                 let slot := add(base, shr(2, f))
                 let shift := add(shl(6, and(f, 3)), odd)
                 let word := sload(slot)
-                if eq(and(shr(shift, word), LANE), LANE) {
-                    bad := 2
-                    break
-                }
+                if eq(and(shr(shift, word), LANE), LANE) { break }
                 sstore(slot, add(word, shl(shift, 1)))
             }
+            if lt(p, end) {
+                bad := 1
+                feature := calldataload(p)
+            }
         }
-        if (bad == 1) revert FeatureOutOfRange(feature);
-        if (bad == 2) revert CountOverflow(feature);
+        if (bad) {
+            if (feature >= v) revert FeatureOutOfRange(feature);
+            revert CountOverflow(feature);
+        }
         uint256 cslot = CLASSES + classification;
         uint256 info;
         assembly {

@@ -195,39 +195,55 @@ contract SparseNearestCentroid is Ownable, IClassifier {
 
     function update(int64[] calldata data, uint64 classification) external onlyOwner {
         if (classification >= numClasses) revert BadClassification(classification);
-        _checkIndices(data);
+        uint256 v = nFeatures;
         uint256 base = SUMS + ((uint256(classification) >> 1) << 128);
         uint256 odd = 64 * (classification & 1);
-        uint256 added = 0; // sum over listed j of (2e9 * s_kj + 1e18)
-        bool overflow = false;
+        uint256 total = 0; // sum over listed j of s_kj before the update
+        bool bad = false;
+        // One pass checks and writes (a separate check pass cost about 90 gas per index); on any
+        // failure the whole call reverts, and _failUpdate reports the error a check-first pass would.
         assembly {
             let p := data.offset
+            let lowest := 0 // the next index must be at least this (strictly increasing)
             for { let end := add(p, shl(5, data.length)) } lt(p, end) { p := add(p, 0x20) } {
                 let j := calldataload(p)
+                // j >= v also rejects negative and malformed words (they are huge as uint256).
+                if or(iszero(lt(j, v)), lt(j, lowest)) {
+                    bad := 1
+                    break
+                }
+                lowest := add(j, 1)
                 let slot := add(base, shr(1, j))
                 let shift := add(shl(7, and(j, 1)), odd)
                 let word := sload(slot)
                 let s := and(shr(shift, word), LANE)
                 if gt(s, sub(LANE, ONE)) {
-                    overflow := 1
+                    bad := 1
                     break
                 }
-                added := add(added, add(mul(mul(2, ONE), s), ONE_SQUARED))
+                total := add(total, s)
                 sstore(slot, add(word, shl(shift, ONE)))
             }
         }
-        if (overflow) revert ValueOverflow();
+        if (bad) _failUpdate(data);
         uint256 cslot = CLASSES + classification;
         uint256 info;
         assembly {
             info := sload(cslot)
         }
         uint256 n = uint64(info) + 1;
-        uint256 q = (info >> 64) + added;
+        // q_k += sum over listed j of (2e9 * s_kj + 1e18); s_kj < 2^64, so nothing here wraps.
+        uint256 q = (info >> 64) + 2 * ONE * total + ONE_SQUARED * data.length;
         if (n > MAX_SAMPLES || q > type(uint192).max) revert ValueOverflow();
         assembly {
             sstore(cslot, or(n, shl(64, q)))
         }
+    }
+
+    /// update's error: a bad index (the first, as _checkIndices finds it) before a sum overflow.
+    function _failUpdate(int64[] calldata data) private view {
+        _checkIndices(data);
+        revert ValueOverflow();
     }
 
     // ---- internals -------------------------------------------------------------------------------
