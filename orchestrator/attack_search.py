@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.policies.base import ATTACKER, HONEST
 
+from .metrics import REGISTRY
 from .scenario import Scenario, ScenarioError, ScenarioIssue
 from .scenario_locate import pydantic_issue
 from .yaml_loader import compose_yaml, read_yaml_file
@@ -281,18 +282,15 @@ class Outcome:
         return dict(self.__dict__)
 
 
+# What a search reads from a summary, each figure the registry's metric of the same meaning, so the search,
+# the report and sweeps never compute them differently.
+FIGURES = {"accuracy_end": "accuracy_end", "attacker_cost_ether": "attacker_cost_ether",
+           "attacker_takes_ether": "attacker_takes_ether", "honest_net_ether": "honest_profit_ether"}
+
+
 def summary_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The figures a search needs from one summary.json: accuracy, attacker and honest money."""
-    groups = summary.get("incentives") or {}
-    attackers = [g for g in groups.values() if g.get("role") == ATTACKER]
-    honest = [g for g in groups.values() if g.get("role") == HONEST]
-    acc = (summary.get("accuracy") or {}).get("end")
-    return {
-        "accuracy_end": float(acc) if acc is not None else None,
-        "attacker_cost_ether": -sum(int(g["net"]) for g in attackers) / 1e18 if attackers else None,
-        "attacker_takes_ether": sum(int(g.get("takes", 0)) for g in attackers) / 1e18 if attackers else None,
-        "honest_net_ether": sum(int(g["net"]) for g in honest) / 1e18 if honest else None,
-    }
+    """The figures a search needs from one summary.json (orchestrator/metrics.py's registry)."""
+    return {figure: REGISTRY[metric].value(summary) for figure, metric in FIGURES.items()}
 
 
 def measure(run: Mapping[str, float | None], baseline: Mapping[str, float | None], target: Target, status: str,

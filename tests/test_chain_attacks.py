@@ -162,3 +162,22 @@ async def test_slow_poison_flips_a_paced_fraction_and_gets_most_deposits_back(an
     refunds = rows(cols, action="refund", status="included", sender=addresses[1])
     assert len(refunds) >= 7  # the model agreed with most of its contributions at refund time
     assert lost[addresses[1]] <= budget
+
+
+@pytest.mark.parametrize("attack", ["deadline_congestion", "sybil", "slow_poison"])
+async def test_each_chain_attack_stops_at_its_budget(anvil, client, tx, compiled, dev, chain_id, driven, attack):
+    """A budget too small for the attack: it stops there, and the chain shows no more was spent."""
+    budget = 6 * 10**15  # under two of the highest deposits with their gas
+    n = 2 if attack == "sybil" else 1
+    params = {"attack": attack, "budget": budget, "identities": n, "rate": 5.0, "arrival": "constant",
+              "spam_per_block": 8, "spam_indices": 60, "lead_s": 30, "hold_s": 30, "fee_bid": 50 * GWEI,
+              "flip_fraction": 0.5, "warmup": 1, "coalition": "budget-test"}
+    samples = [((2 * j, 2 * j + 1, 2 * j + 3), j % 2) for j in range(25)]
+    specs = [AgentSpec(0, "honest", "honest", {"rate": 2.0, "arrival": "constant"}, good(0, 6))] + [
+        AgentSpec(i, "attacker", "chain_attack", params, samples) for i in range(1, n + 1)]
+    core, addresses, lost, cols = await run(anvil, client, tx, compiled, dev, chain_id, specs)
+    attackers = addresses[1:]
+    assert sum(lost[a] for a in attackers) <= budget
+    assert all(lost[a] <= budget // n for a in attackers)
+    # The budget, not the samples or the deadlines, ended the attack.
+    assert any("attack stopped: budget" in a.policy.reasons() for a in core.agents[1:])
