@@ -3,7 +3,10 @@
 `chain_attack` is the adversarial policy (every attack of agents/policies/adversarial.py stays
 available under the same `attack` key) plus three attacks that only a chain with a fee market,
 deadlines and cheap identities allows. All of them spend within `budget`: the shard refuses any
-transaction whose worst case (value + gas limit * max fee) would take spending past it.
+transaction whose worst case (value + gas limit * max fee) would take spending past it. `budget` is
+the attacker's total over its `identities` wallets: run the group with `count` equal to
+`identities` (`dcai attack-search` sets the count when it samples `identities`); each wallet then
+spends at most `budget / identities`.
 
 * `deadline_congestion`: reads the deadlines of others' contributions from the mechanism's public
   waits and the contributions it observes (`added_time + refund_wait`: the refund window opens and
@@ -14,10 +17,8 @@ transaction whose worst case (value + gas limit * max fee) would take spending p
   or are dropped, and miss their window. With `snipe` it also takes every remainder at the very
   opening of the take-all window (no grace) with `fee_bid`, so it lands ahead of honest claimers
   in the same block.
-* `sybil`: one attacker behind `identities` wallets. Run the group with `count` equal to
-  `identities`: each member is one identity, spends at most `budget / identities` (the budget is
-  the attacker's total) and adds its own samples, the first `warmup` honestly (verified
-  contributions entitle a wallet to take), the rest with the wrong label. The identities know each
+* `sybil`: one attacker behind `identities` wallets, each adding its own samples, the first
+  `warmup` honestly (verified contributions entitle a wallet to take), the rest with the wrong label. The identities know each
   other (a coalition named `coalition`): each reports its siblings' rejected contributions as soon
   as their report window opens, with `fee_bid`, so the attacker takes back a share of its own
   forfeited deposits before honest reporters do. Siblings are known within one shard process;
@@ -74,11 +75,11 @@ class ChainAttackPolicy(AdversarialPolicy):
         p: ChainAttackParams = self.typed
         self.p = p
         rules = p.claim_rules()
+        self.budget = p.budget // p.identities  # one attacker behind `identities` wallets: its total, split
         if p.attack == "deadline_congestion":
             # It adds nothing, so it has nothing to refund or report; sniping is a take-all at the opening.
             rules = replace(rules, refund=False, report=False, take_all=p.snipe, take_all_grace_s=0)
         elif p.attack == "sybil":
-            self.budget = p.budget // p.identities
             # Look at others' contributions as soon as their report window opens (honest reporters look
             # on a coarser grid), and take remainders without the courtesy grace.
             rules = replace(rules, report_every_s=rules.report_every_s or 60, take_all_grace_s=0)
