@@ -124,7 +124,8 @@ class ChainAttackPolicy(AdversarialPolicy):
     def attacking(self, obs: Observation) -> bool:
         if self.attack not in CHAIN_ATTACKS:
             return super().attacking(obs)
-        if obs.settling or self._stopped or self.exhausted(obs):
+        # Settlement ends contributions, not the claims: a flooder goes on, since that is when they come.
+        if (obs.settling and self.attack != "deadline_congestion") or self._stopped or self.exhausted(obs):
             return False
         if self.attack == "deadline_congestion":
             self._sync_deadlines(obs)
