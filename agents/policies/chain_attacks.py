@@ -31,6 +31,7 @@ spends at most `budget / identities`.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import replace
 from typing import ClassVar, Literal
 
@@ -102,22 +103,31 @@ class ChainAttackPolicy(AdversarialPolicy):
         """Deadlines of others' contributions, from their addition times and the mechanism's waits."""
         if len(obs.public) < self._seen:  # a reorg cut the list: start over
             self._deadlines, self._seen = [], 0
-        fresh = {c.added_time + off for c in obs.public[self._seen:] if c.author != obs.address
-                 for off in self._offsets(obs)}
+        for c in obs.public[self._seen:]:
+            if c.author == obs.address:
+                continue
+            for off in self._offsets(obs):
+                d = c.added_time + off
+                i = bisect.bisect_left(self._deadlines, d)
+                if i == len(self._deadlines) or self._deadlines[i] != d:  # one window per moment
+                    self._deadlines.insert(i, d)
         self._seen = len(obs.public)
-        if fresh:
-            self._deadlines = sorted(set(self._deadlines) | fresh)
+
+    def _first_open(self, t: int) -> int | None:
+        """The earliest deadline whose flood window has not ended by chain time `t`."""
+        i = bisect.bisect_left(self._deadlines, t - self.p.hold_s)
+        return self._deadlines[i] if i < len(self._deadlines) else None
 
     def in_window(self, obs: Observation) -> bool:
         """Whether the next block falls within [deadline - lead_s, deadline + hold_s] of some deadline."""
         t = obs.time + obs.block_time
-        return any(d - self.p.lead_s <= t <= d + self.p.hold_s for d in self._deadlines)
+        d = self._first_open(t)
+        return d is not None and d - self.p.lead_s <= t
 
     def next_window(self, obs: Observation) -> int | None:
         """When the next flood starts (a block before it, so the flood is in the pool in time)."""
-        t = obs.time + obs.block_time
-        starts = [d - self.p.lead_s for d in self._deadlines if d + self.p.hold_s >= t]
-        return max(obs.time, min(starts) - obs.block_time) if starts else None
+        d = self._first_open(obs.time + obs.block_time)
+        return None if d is None else max(obs.time, d - self.p.lead_s - obs.block_time)
 
     # ---- the policy interface ---------------------------------------------------------------------
 
