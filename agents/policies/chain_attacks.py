@@ -60,7 +60,7 @@ class ChainAttackParams(AdversarialParams):
     hold_s: Duration = Field(60, ge=0, description="keep flooding this long after it")
     fee_bid: Wei = Field(20 * GWEI, ge=0, description="priority fee of the flood, snipes and sibling reports")
     snipe: bool = Field(True, description="deadline_congestion: take every remainder at the take-all opening")
-    identities: int = Field(1, ge=1, le=256, description="sybil: wallets of the attacker (the group's count)")
+    identities: int = Field(1, ge=1, le=256, description="wallets of the attacker (the group's count); budget is split over them")
     coalition: str = Field("sybil", min_length=1, max_length=64, description="sybil: the identities' shared name")
     flip_fraction: float = Field(0.3, gt=0, le=1, description="slow_poison: share of samples flipped")
     flip_spacing_s: OptDuration = Field(None, ge=0, description="slow_poison: least chain time between flips")
