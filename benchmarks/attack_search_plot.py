@@ -50,7 +50,8 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
                         label=f"re-run on {c['n']} seeds", zorder=4)
         ax.axhline(target["level"], color="#6d6d6d", ls="--", lw=1, label="target")
         best_pt = cell.get("best")
-        title = cell["cell"] + (f"\ncheapest: {best_pt['cost']['mean']:.3g} ETH" if best_pt else "\nno attack reached it on every seed")
+        title = cell["cell"] + (f"\ncheapest: {best_pt['cost']['mean']:.3g} ETH" if best_pt
+                                else "\nno attack reached it on every seed")
         ax.set_title(title + (f" ({stopped} stopped early)" if stopped else ""), fontsize=9)
         ax.set_xlabel("attacker cost (ETH)", fontsize=8)
         ax.set_ylabel("accuracy points lost" if target["kind"] == "accuracy_drop_pts" else target["kind"], fontsize=8)

@@ -18,8 +18,8 @@ spends at most `budget / identities`.
   opening of the take-all window (no grace) with `fee_bid`, so it lands ahead of honest claimers
   in the same block.
 * `sybil`: one attacker behind `identities` wallets, each adding its own samples, the first
-  `warmup` honestly (verified contributions entitle a wallet to take), the rest with the wrong label. The identities know each
-  other (a coalition named `coalition`): each reports its siblings' rejected contributions as soon
+  `warmup` honestly (verified contributions entitle a wallet to take), the rest with the wrong
+  label. The identities know each other (a coalition named `coalition`): each reports its siblings' rejected contributions as soon
   as their report window opens, with `fee_bid`, so the attacker takes back a share of its own
   forfeited deposits before honest reporters do. Siblings are known within one shard process;
   across shards they are treated as strangers (still reported, at the usual moment and tip).
@@ -60,7 +60,8 @@ class ChainAttackParams(AdversarialParams):
     hold_s: Duration = Field(60, ge=0, description="keep flooding this long after it")
     fee_bid: Wei = Field(20 * GWEI, ge=0, description="priority fee of the flood, snipes and sibling reports")
     snipe: bool = Field(True, description="deadline_congestion: take every remainder at the take-all opening")
-    identities: int = Field(1, ge=1, le=256, description="wallets of the attacker (the group's count); budget is split over them")
+    identities: int = Field(1, ge=1, le=256,
+                            description="wallets of the attacker (the group's count); budget is split over them")
     coalition: str = Field("sybil", min_length=1, max_length=64, description="sybil: the identities' shared name")
     flip_fraction: float = Field(0.3, gt=0, le=1, description="slow_poison: share of samples flipped")
     flip_spacing_s: OptDuration = Field(None, ge=0, description="slow_poison: least chain time between flips")
