@@ -40,14 +40,14 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
         if front:
             ax.plot([t["cost_ether"] for t in front], [t["damage"] for t in front], color="#1f4e9c", lw=1.2,
                     drawstyle="steps-post", label="frontier")
-        for f in cell["frontier"]:
+        for i, f in enumerate(cell["frontier"]):
             c, d = f["cost"], f["damage"]
             if c["mean"] is None or d["mean"] is None:
                 continue
             xe = [[c["mean"] - c["ci_low"]], [c["ci_high"] - c["mean"]]] if c.get("ci_low") is not None else None
             ye = [[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]] if d.get("ci_low") is not None else None
             ax.errorbar([c["mean"]], [d["mean"]], xerr=xe, yerr=ye, fmt="s", color="#1f4e9c", capsize=3,
-                        label=f"re-run on {c['n']} seeds", zorder=4)
+                        label=f"re-run on {c['n']} seeds" if i == 0 else None, zorder=4)
         ax.axhline(target["level"], color="#6d6d6d", ls="--", lw=1, label="target")
         best_pt = cell.get("best")
         title = cell["cell"] + (f"\ncheapest: {best_pt['cost']['mean']:.3g} ETH" if best_pt
