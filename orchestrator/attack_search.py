@@ -16,13 +16,16 @@ of that group to search and the damage to reach:
     target: {accuracy_drop_pts: 3}        # or honest_loss_ether, or deposits_taken_ether
     trials: 16                            # per cell
     frontier_points: 3                    # frontier points re-run on every seed, for 95% intervals
+    early_stop: {every_blocks: 25, margin_ether: 0}   # the default; null turns it off
 
 Each trial is a real run on its own node (Ray Tune with Optuna's TPE sampler, which copes with few,
 noisy, expensive evaluations). Damage is measured against an honest-only run of the same cell and
 seed, run once up front: the search moves only the attacker's fields, so that baseline holds for
 every trial. The attacker's cost is what its group lost (deposits forfeited and fees, less refunds
 and takes); a profitable attack has a negative cost. Trials that miss the target score above every
-trial that reaches it, nearer misses better, so the sampler still learns from them.
+trial that reaches it, nearer misses better, so the sampler still learns from them. A trial whose
+spending already exceeds the cheapest successful attack of its cell is stopped at a checkpoint
+(orchestrator/attack_search_stop.py) and scores between the misses and the failed runs.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agents.policies.base import ATTACKER, HONEST
+from agents.policies.base import ATTACKER, HONEST, validate_params
 
+from .attack_search_stop import EarlyStop
+from .metrics import REGISTRY
 from .scenario import Scenario, ScenarioError, ScenarioIssue
 from .scenario_locate import pydantic_issue
 from .yaml_loader import compose_yaml, read_yaml_file
@@ -129,6 +134,9 @@ class SearchFile(_Strict):
     frontier_points: int = Field(3, ge=1, le=50)
     parallel: int | None = Field(None, ge=1, le=64)
     seed: int = Field(0, ge=0, lt=2**32, description="the sampler's seed")
+    early_stop: EarlyStop | None = Field(default_factory=EarlyStop,
+                                         description="stop trials whose spending already exceeds the best "
+                                                     "successful attack (null: never)")
 
     @field_validator("search")
     @classmethod
@@ -153,6 +161,7 @@ class SearchPlan:
     sweep: SweepPlan
     description: str = ""
     attacker_funding_cap_ether: float = field(default=0.0)
+    early_stop: EarlyStop | None = None
 
 
 def load_search(path: str | Path) -> SearchPlan:
@@ -202,10 +211,11 @@ def load_search(path: str | Path) -> SearchPlan:
                                         ) from None
     for cell in sweep.cells:
         group = next(g for g in cell.scenario.agents if g.name == cfg.attacker)
-        counts = [group.count] + [_hi(r) for p, r in cfg.search.items() if p.endswith(".count")]
+        counts = [group.count] + [_hi(r) for p, r in cfg.search.items()
+                                    if p.endswith(".count") or p.endswith(".params.identities")]
         cap = max(cap, max(counts) * group.funding / 1e18)
     return SearchPlan(cfg.name, shown, text, cfg.attacker, cfg.search, cfg.target, cfg.trials, cfg.frontier_points,
-                      cfg.parallel, cfg.seed, sweep, cfg.description, cap)
+                      cfg.parallel, cfg.seed, sweep, cfg.description, cap, cfg.early_stop)
 
 
 def _key_line(root: Any, *keys: str) -> tuple[int | None, int | None]:
@@ -235,15 +245,25 @@ def trial_scenario(base: Scenario, values: Mapping[str, Any], seed: int) -> Scen
     search measures damage against its shared baseline), validated as a scenario file would be."""
     data = base.model_dump(mode="json")
     for path, value in values.items():
-        _set(data, parse_path(path), value)
+        tokens = parse_path(path)
+        _set(data, tokens, value)
+        if tokens[-2:] == ["params", "identities"]:
+            # A Sybil attacker's identities are its group's wallets: one agent per identity.
+            _set(data, [*tokens[:-2], "count"], value)
     data["seed"] = seed
     data.setdefault("evaluation", {})["baseline"] = "none"
     try:
-        return Scenario.model_validate(data)
+        sc = Scenario.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise ValueError(f"{where}: {first['msg']}") from None
+    for g in sc.agents:  # a sampled policy parameter (an attack kind, a fraction) must be one the policy takes
+        problems = validate_params(g.policy, dict(g.params))
+        if problems:
+            key, message = problems[0]
+            raise ValueError(f"agents.{g.name}.params{'.' + key if key else ''}: {message}")
+    return sc
 
 
 def _set(data: dict[str, Any], tokens: Sequence[str | int], value: Any) -> None:
@@ -281,18 +301,15 @@ class Outcome:
         return dict(self.__dict__)
 
 
+# What a search reads from a summary, each figure the registry's metric of the same meaning, so the search,
+# the report and sweeps never compute them differently.
+FIGURES = {"accuracy_end": "accuracy_end", "attacker_cost_ether": "attacker_cost_ether",
+           "attacker_takes_ether": "attacker_takes_ether", "honest_net_ether": "honest_profit_ether"}
+
+
 def summary_figures(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The figures a search needs from one summary.json: accuracy, attacker and honest money."""
-    groups = summary.get("incentives") or {}
-    attackers = [g for g in groups.values() if g.get("role") == ATTACKER]
-    honest = [g for g in groups.values() if g.get("role") == HONEST]
-    acc = (summary.get("accuracy") or {}).get("end")
-    return {
-        "accuracy_end": float(acc) if acc is not None else None,
-        "attacker_cost_ether": -sum(int(g["net"]) for g in attackers) / 1e18 if attackers else None,
-        "attacker_takes_ether": sum(int(g.get("takes", 0)) for g in attackers) / 1e18 if attackers else None,
-        "honest_net_ether": sum(int(g["net"]) for g in honest) / 1e18 if honest else None,
-    }
+    """The figures a search needs from one summary.json (orchestrator/metrics.py's registry)."""
+    return {figure: REGISTRY[metric].value(summary) for figure, metric in FIGURES.items()}
 
 
 def measure(run: Mapping[str, float | None], baseline: Mapping[str, float | None], target: Target, status: str,

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .attack_search import Outcome, SearchPlan, measure, pareto, read_summary, summary_figures, trial_scenario
+from .attack_search import MISSED, Outcome, SearchPlan, measure, pareto, read_summary, summary_figures, \
+    trial_scenario
+from .attack_search_stop import STOPPED, BestCost, Checkpoint, hopeless, run_watched
 from .results import write_json, write_table
 from .scenario import Scenario
 from .sweep import _pythonpath, mean_ci
@@ -152,16 +154,40 @@ def _logged_trials(log_path: Path, cell: str) -> list[dict[str, Any]]:
 
 
 def _trial(config: dict[str, Any], *, plan: SearchPlan, base: Scenario, baseline: dict[str, float | None],
-           cell: str, runs_root: str, shard_cpus: float) -> None:
-    """A Tune trial: one real run with the sampled attacker, scored against the cell's baseline."""
+           cell: str, runs_root: str, shard_cpus: float, best_path: str) -> None:
+    """A Tune trial: one real run with the sampled attacker, scored against the cell's baseline; with
+    early stopping, watched at checkpoints and stopped once it cannot beat the cell's best."""
     from ray import tune
 
     values = {path: plan.search[path].value(v) for path, v in config.items()}
     run_id = f"{cell}-{tune.get_context().get_trial_id()}"
-    status = execute(trial_scenario(base, values, base.seed), runs_root, run_id, False, shard_cpus)
+    scenario = trial_scenario(base, values, base.seed)
+    if plan.early_stop is None:
+        status = execute(scenario, runs_root, run_id, False, shard_cpus)
+        stopped = None
+    else:
+        best, margin = BestCost(Path(best_path)), plan.early_stop.margin_ether
+
+        def checkpoint(point: Checkpoint) -> bool:
+            ref = baseline.get("accuracy_end")
+            damage = (100 * (ref - point.accuracy) if plan.target.kind == "accuracy_drop_pts"
+                      and ref is not None and point.accuracy is not None else None)
+            tune.report({"checkpoint_block": point.block, "cost_so_far_ether": point.cost_so_far_ether,
+                         "damage_so_far": damage, "score": MISSED + 1})
+            return hopeless(point.cost_so_far_ether, best.get(), margin)
+
+        status, stopped = run_watched(scenario, runs_root, run_id, shard_cpus, plan.early_stop.every_blocks,
+                                      checkpoint)
     _, summary = read_summary(Path(runs_root) / run_id)
     outcome = measure(summary_figures(summary or {}), baseline, plan.target, status, run_id)
-    tune.report({**outcome.to_json(), "score": outcome.score})
+    extra: dict[str, Any] = {}
+    if stopped is not None:
+        # Cut short: its figures are partial, so it is neither a hit nor a frontier point.
+        outcome = Outcome(None, None, False, MISSED + 1.5, STOPPED, run_id, outcome.accuracy_end)
+        extra = {"stopped_at_block": stopped.block, "cost_at_stop_ether": stopped.cost_so_far_ether}
+    elif outcome.reached and outcome.cost_ether is not None and plan.early_stop is not None:
+        BestCost(Path(best_path)).offer(outcome.cost_ether)
+    tune.report({**outcome.to_json(), **extra, "score": outcome.score})
 
 
 def _search_cell(plan: SearchPlan, cell: Any, baseline: dict[str, float | None], done: list[dict[str, Any]],
@@ -177,9 +203,14 @@ def _search_cell(plan: SearchPlan, cell: Any, baseline: dict[str, float | None],
     searcher = OptunaSearch(metric="score", mode="min", seed=plan.seed,
                             points_to_evaluate=[d["config"] for d in done] or None,
                             evaluated_rewards=[d["score"] for d in done] or None)
+    best_path = root / "best" / f"{cell.id}.json"
+    for d in done:  # resumed trials count: a new trial must beat them too
+        if d.get("reached") and d.get("cost_ether") is not None:
+            BestCost(best_path).offer(float(d["cost_ether"]))
     trainable = tune.with_resources(
         tune.with_parameters(_trial, plan=plan, base=cell.scenario.model_copy(update={"seed": plan.sweep.seeds[0]}),
-                             baseline=baseline, cell=cell.id, runs_root=str(runs_root), shard_cpus=shard_cpus),
+                             baseline=baseline, cell=cell.id, runs_root=str(runs_root), shard_cpus=shard_cpus,
+                             best_path=str(best_path)),
         {"cpu": TRIAL_CPU})
     t0 = time.time()
     tuner = tune.Tuner(trainable, param_space={p: r.tune_domain() for p, r in plan.search.items()},
@@ -194,11 +225,13 @@ def _search_cell(plan: SearchPlan, cell: Any, baseline: dict[str, float | None],
                 continue
             row = {"cell": cell.id, "config": {p: result.config[p] for p in plan.search},
                    **{k: m.get(k) for k in ("cost_ether", "damage", "reached", "score", "status", "run_id",
-                                            "accuracy_end")}}
+                                            "accuracy_end", "stopped_at_block", "cost_at_stop_ether")}}
             log.write(json.dumps(row) + "\n")
             rows.append(row)
     reached = [r for r in rows if r["reached"]]
+    stopped = sum(r["status"] == STOPPED for r in rows)
     echo(f"  {cell.id}: {len(rows)} trials in {time.time() - t0:.0f} s, {len(reached)} reached the target"
+         + (f", {stopped} stopped early" if stopped else "")
          + (f"; cheapest {min(r['cost_ether'] for r in reached):.4f} ETH" if reached else ""))
     return rows
 

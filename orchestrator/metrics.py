@@ -61,6 +61,11 @@ def _net_ether(groups: Iterable[Mapping[str, Any]]) -> float | None:
     return sum(int(g["net"]) for g in groups) / 1e18 if groups else None
 
 
+def _takes_ether(groups: Iterable[Mapping[str, Any]]) -> float | None:
+    groups = list(groups)
+    return sum(int(g.get("takes") or 0) for g in groups) / 1e18 if groups else None
+
+
 def _agents(groups: Iterable[Mapping[str, Any]]) -> int:
     return sum(int(g.get("agents") or 0) for g in groups)
 
@@ -133,6 +138,9 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in [
     Metric("attacker_cost_ether", "attacker cost", "ETH", True,
            "ether the attacker-role groups lost net (deposits and fees, minus refunds and takes); plugin "
            "policies count by their role", _attacker_cost, rank=True),
+    Metric("attacker_takes_ether", "attacker takes", "ETH", False,
+           "ether the attacker-role groups took from others' deposits (reports and take-alls)",
+           lambda s: _takes_ether(_groups(s, ATTACKER))),
     Metric("attacker_cost_per_point_ether", "attacker cost per point lost", "ETH/pp", True,
            "attacker cost per percentage point of accuracy lost (only runs that lost accuracy)", _per_point),
     Metric("honest_profit_ether", "honest profit", "ETH", True,

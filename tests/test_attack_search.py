@@ -97,7 +97,7 @@ def test_search_beats_the_hand_written_attack_and_resumes(tmp_path: Path) -> Non
     root = run_search(plan, out=tmp_path / "out", echo=lambda _m: None)
     doc = json.loads((root / "frontier.json").read_text())
     cell = doc["cells"][0]
-    assert len(cell["trials"]) == 4 and all(t["status"] == "completed" for t in cell["trials"])
+    assert len(cell["trials"]) == 4 and all(t["status"] in ("completed", "stopped") for t in cell["trials"])
     # The hand-written attack of the base (4 flippers at 0.05/s), measured the same way.
     base_cell = plan.sweep.cells[0]
     status = execute(trial_scenario(base_cell.scenario, {}, 21), str(root / "runs"), "hand-written", False, 1.0)

@@ -310,6 +310,7 @@ _BUILTIN = {
     "greedy": "agents.policies.greedy:GreedyPolicy",
     "adversarial": "agents.policies.adversarial:AdversarialPolicy",
     "karma_seeker": "agents.policies.karma_seeker:KarmaSeekerPolicy",
+    "chain_attack": "agents.policies.chain_attacks:ChainAttackPolicy",
 }
 
 
