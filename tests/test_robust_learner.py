@@ -1,0 +1,163 @@
+"""The averaged sparse perceptron (`model.averaging`): chain against twin, scenario and file errors.
+
+The twin must match the contract bit for bit in averaged mode: random models, random adds (repeated
+indices included), then every weight, running sum, the step count and the predictions are read back
+from a real anvil node and compared. The plain mode (averaging 0) is covered by tests/test_models.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.abi import ContractABI
+from contracts.compiler import CompileResult
+from contracts.deploy import DeploymentError, SparsePerceptronSpec
+from contracts.families import get
+from contracts.families.common import FileReader, ModelRevert
+from contracts.rpc import RpcClient
+from contracts.transact import Transactor
+from contracts.twins import SparsePerceptronTwin, twin_from_spec
+from orchestrator.scenario import Scenario
+from orchestrator.scenario_load import load_scenario_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+F = 10**9
+GAS = 15_000_000
+
+
+async def deploy(tx: Transactor, compiled: CompileResult, spec: SparsePerceptronSpec) -> tuple[str, ContractABI]:
+    abi = ContractABI(compiled["SparsePerceptron"].abi)
+    types, args = spec.constructor()
+    r = await tx.send(None, compiled["SparsePerceptron"].bytecode + abi_encode(types, args), gas=GAS)
+    address = to_checksum_address(r["contractAddress"])
+    for _, calldata in spec.init_calls(abi, 30_000_000):
+        await tx.send(address, calldata, gas=GAS)
+    return address, abi
+
+
+def state(twin: SparsePerceptronTwin) -> Any:
+    return ([int(w) for w in twin.weights], list(twin.sums or []), twin.steps, twin.intercept, twin.learning_rate,
+            twin.averaging)
+
+
+async def predictions(client: RpcClient, address: str, abi: ContractABI, samples: list[list[int]]) -> list[int]:
+    return [int(abi.fn("predict").decode(await client.eth_call(address, abi.encode("predict", s))))
+            for s in samples]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[SparsePerceptronSpec, list[list[int]], list[tuple[list[int], int]]]:
+    n = draw(st.integers(1, 30))
+    spec = SparsePerceptronSpec(weights=draw(st.lists(st.integers(-3 * F, 3 * F), min_size=n, max_size=n)),
+                                intercept=draw(st.integers(-2 * F, 2 * F)),
+                                learning_rate=draw(st.integers(1, 2 * F)), averaging=draw(st.integers(1, 500)))
+    sample = st.lists(st.integers(0, n - 1), max_size=10)  # repeats allowed: they count twice
+    return spec, draw(st.lists(sample, min_size=1, max_size=6)), draw(st.lists(st.tuples(sample, st.integers(0, 1)),
+                                                                               max_size=8))
+
+
+async def test_averaged_twin_is_bit_exact(client: RpcClient, tx: Transactor, compiled: CompileResult) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def body(case: Any) -> None:
+        spec, samples, updates = case
+        address, abi = await deploy(tx, compiled, spec)
+        twin = twin_from_spec(spec)
+        assert state(await SparsePerceptronTwin.from_chain(client, address, abi, spec.n_features)) == state(twin)
+        for sample, label in updates:
+            await tx.send(address, abi.encode("update", sample, label), gas=GAS)
+            twin.update(sample, label)
+        assert state(await SparsePerceptronTwin.from_chain(client, address, abi, spec.n_features)) == state(twin)
+        assert twin.steps == spec.averaging + len(updates)
+        chain = await predictions(client, address, abi, samples)
+        assert twin.predict(samples).tolist() == chain
+        assert [twin.predict_one(s) for s in samples] == chain
+
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(cases())
+    def prop(case: Any) -> None:
+        asyncio.run_coroutine_threadsafe(body(case), loop).result(timeout=300)
+
+    await asyncio.to_thread(prop)
+
+
+async def test_averaging_resists_one_flipped_sample(client: RpcClient, tx: Transactor,
+                                                    compiled: CompileResult) -> None:
+    """The reason for the mode: a plain perceptron learns a contradicting sample at once (the model
+    then agrees with it); averaged over 100 deployed steps, the answer stays the deployed one."""
+    sample = [0, 1, 2, 3]
+    for averaging, expected in ((0, 0), (100, 1)):
+        spec = SparsePerceptronSpec(weights=[F] * 4 + [0] * 2, learning_rate=F, averaging=averaging)
+        address, abi = await deploy(tx, compiled, spec)
+        assert await predictions(client, address, abi, [sample]) == [1]
+        await tx.send(address, abi.encode("update", sample, 0), gas=GAS)
+        assert await predictions(client, address, abi, [sample]) == [expected]
+        twin = twin_from_spec(spec)
+        twin.update(sample, 0)
+        assert twin.predict_one(sample) == expected
+
+
+async def test_averaged_update_reverts_like_the_twin(client: RpcClient, tx: Transactor,
+                                                     compiled: CompileResult) -> None:
+    """A weight pushed past int80 reverts the whole call on chain (WeightOverflow, the step count
+    unchanged); the twin raises the same error and keeps its state. So does an index out of range."""
+    from contracts.abi import decode_revert
+    from contracts.rpc import RpcError
+
+    # Score (2**79 - 1) + 2 * -(2**79) < 0 predicts 0; label 1 is a mistake that moves w[0] past the top.
+    spec = SparsePerceptronSpec(weights=[2**79 - 1, -(2**79), 0], learning_rate=F, averaging=5)
+    address, abi = await deploy(tx, compiled, spec)
+    for sample, error in (([0, 1, 1], "WeightOverflow"), ([3], "FeatureOutOfRange")):
+        with pytest.raises(RpcError) as ei:
+            await client.call("eth_call", {"from": tx.account.address, "to": address,
+                                           "data": "0x" + abi.encode("update", sample, 1).hex()}, "latest")
+        assert decode_revert(ei.value.data, abi.errors).split("(")[0] == error
+        twin = twin_from_spec(spec)
+        before = state(twin)
+        with pytest.raises(ModelRevert, match=error):
+            twin.update(sample, 1)
+        assert state(twin) == before
+    chain = await SparsePerceptronTwin.from_chain(client, address, abi, spec.n_features)
+    assert chain.steps == 5 and chain.sums == [0, 0, 0]
+
+
+def test_spec_and_scenario_reject_bad_averaging() -> None:
+    with pytest.raises(DeploymentError, match="averaging: expected a whole number >= 0"):
+        SparsePerceptronSpec(weights=[0], averaging=-1)
+    base = {"name": "x", "model": {"type": "sparse_perceptron"}, "agents": [{"policy": "honest", "count": 1}],
+            "schedule": {"duration": 10}}
+    for bad, message in ((-1, "whole number of updates >= 0"), (2.5, "whole number of updates >= 0")):
+        with pytest.raises(ValueError, match=message) as err:
+            Scenario.model_validate({**base, "model": {"type": "sparse_perceptron", "averaging": bad}})
+        assert "averaging" in str(err.value)
+    with pytest.raises(ValueError, match="averaging applies to sparse_perceptron only"):
+        Scenario.model_validate({**base, "model": {"type": "naive_bayes", "averaging": 10}})
+    market = (ROOT / "scenarios" / "prediction_market.yaml").read_text()
+    assert "\nmodel:" not in market  # the default model, a sparse perceptron
+    with pytest.raises(Exception, match="prediction market replays the plain perceptron") as err:
+        load_scenario_text(market + "model: {averaging: 10}\n", "market.yaml")
+    assert "averaging" in str(err.value)
+    sc = Scenario.model_validate({**base, "model": {"type": "sparse_perceptron", "averaging": 240}})
+    assert sc.model.family_options()["averaging"] == 240
+    assert Scenario.model_validate(base).model.family_options()["averaging"] == 0
+
+
+def test_model_file_round_trip_and_error() -> None:
+    family = get("sparse_perceptron")
+    spec = SparsePerceptronSpec(weights=[F, -F, 0], learning_rate=F // 2, averaging=240)
+    data = family.write_file(spec)
+    assert data["averaging"] == 240
+    assert family.read_file(FileReader(data, "m.json")) == spec
+    assert "averaging" not in family.write_file(SparsePerceptronSpec(weights=[F]))
+    with pytest.raises(Exception, match="averaging"):
+        family.read_file(FileReader({**data, "averaging": -3}, "m.json"))
