@@ -243,9 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--replay-only", action="store_true", help="skip the chain runs")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--grid-hours", type=float, default=6.0)
+    p.add_argument("--averaging", type=int, default=None,
+                   help="override model.averaging (0 = plain perceptron; N > 0 = averaged, see SparsePerceptron.sol)")
     a = p.parse_args(argv)
     seeds = list(range(a.first_seed, a.first_seed + (3 if a.quick else a.seeds)))
     base = load_scenario(a.scenario)
+    if a.averaging is not None:
+        if a.averaging < 0:
+            p.error(f"--averaging: expected a whole number >= 0, got {a.averaging}")
+        base = base.model_copy(update={"model": base.model.model_copy(update={"averaging": float(a.averaging)})})
     horizon_days = 12.0
     grid = np.arange(0.0, horizon_days * DAY + 1, a.grid_hours * 3600)
     # The code the figures come from, read before the runs (the tree may change while they go).
@@ -289,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "fidelity", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
         "scenario": str(a.scenario.relative_to(ROOT) if a.scenario.is_relative_to(ROOT) else a.scenario),
-        "seeds": seeds, "code": code,
+        "seeds": seeds, "code": code, "averaging": int(base.model.averaging or 0),
         "grid_days": [float(x) / DAY for x in grid],
         "aggregate": aggregate(per_seed, grid),
         "chain_run_wall_s": mean_ci(walls) if walls else None,
