@@ -208,11 +208,18 @@ def notes(result: dict[str, Any]) -> list[str]:
         f"{fmt(fc['accuracy_end'])}, the reference's learner at {fmt(fr['accuracy_end'])} (start "
         f"{fmt(c['accuracy_start'])}). The chain and the float replay of its rule see the same contributions "
         "in nearly the same order, so what separates them is order within blocks and the fixed point (see "
-        "accuracy.py); what separates both from the reference is the learner: the contract's perceptron "
-        "moves a fixed step on every mistake, so each flipped label is learned as strongly as the initial "
-        "training and, once learned, the model agrees with it a day later (the attacker's refund succeeds and "
-        "the good agent's report fails); scikit-learn's `optimal` step decays with every update, so late "
-        "flips move the model less.",
+        "accuracy.py); what separates both from the reference is the learner: " + (
+            f"here the contract runs as an averaged perceptron (`model.averaging: {result.get('averaging')}`): "
+            "it trains with the fixed step but answers with the mean weight vector over all update calls, the "
+            "deployed weights counting as that many calls, so one flipped label moves the answer by about "
+            "1/(calls so far) and the model keeps disagreeing with it a day later (the attacker's refund fails "
+            "and the good agent's report succeeds); scikit-learn's `optimal` step decays with every update."
+            if result.get("averaging") else
+            "the contract's perceptron "
+            "moves a fixed step on every mistake, so each flipped label is learned as strongly as the initial "
+            "training and, once learned, the model agrees with it a day later (the attacker's refund succeeds and "
+            "the good agent's report fails); scikit-learn's `optimal` step decays with every update, so late "
+            "flips move the model less (`--averaging N` runs the contract's averaged mode instead)."),
         f"Money: the good agent nets {fmt(c['net'][g_good], 4)} ether on chain against "
         f"{fmt(fc['net'][g_good], 4)} (same rule, off-chain) and {fmt(fr['net'][g_good], 4)} (reference); the "
         f"bad agent {fmt(c['net'][g_bad], 4)} against {fmt(fc['net'][g_bad], 4)} and {fmt(fr['net'][g_bad], 4)}. "
