@@ -161,3 +161,13 @@ def test_model_file_round_trip_and_error() -> None:
     assert "averaging" not in family.write_file(SparsePerceptronSpec(weights=[F]))
     with pytest.raises(Exception, match="averaging"):
         family.read_file(FileReader({**data, "averaging": -3}, "m.json"))
+
+
+async def test_market_refuses_an_averaged_model(compiled: CompileResult) -> None:
+    """The market replays the plain fixed-step rule in its own overlay: an averaged model would be
+    scored by a rule it does not follow, so deployment stops before sending anything."""
+    from contracts.mechanisms import deploy_market
+
+    spec = SparsePerceptronSpec(weights=[F, -F, 0], averaging=10)
+    with pytest.raises(DeploymentError, match="plain perceptron only"):
+        await deploy_market(None, None, compiled, spec, None, gas_limit=30_000_000)  # type: ignore[arg-type]
