@@ -209,7 +209,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _whole_count(cls, value: float | None) -> float | None:
         if value is not None and (value < 0 or value != int(value) or value > 2**64):
-            raise ValueError(f"must be a whole number of updates >= 0 (0 = off), got {value!r}")
+            raise ValueError(f"must be a whole number of updates >= 0 (0 = off), got {value:g}")
         return value
 
     @field_validator("learning_rate", "intercept", "smoothing", "averaging")
