@@ -172,3 +172,40 @@ async def test_market_refuses_an_averaged_model(compiled: CompileResult) -> None
     spec = SparsePerceptronSpec(weights=[F, -F, 0], averaging=10)
     with pytest.raises(DeploymentError, match="plain perceptron only"):
         await deploy_market(None, None, compiled, spec, None, gas_limit=30_000_000)  # type: ignore[arg-type]
+
+
+def test_float_replay_follows_the_averaged_contract_rule() -> None:
+    """benchmarks/fidelity_replay.py's contract learner in averaged mode plays the twin's integer rule
+    in float: fed the same contributions, both give the same answers (ties aside)."""
+    from benchmarks.fidelity_replay import _Perceptron
+    from contracts.deploy import FIXED_POINT
+    from orchestrator.datasets import for_model, load_dataset, split
+    from orchestrator.scenario_load import load_scenario_text as load
+    from orchestrator.training import train_initial
+
+    sc = load("""
+name: averaged-replay
+seed: 5
+model: {type: sparse perceptron, learning_rate: 0.5, averaging: 50}
+dataset: {name: synthetic_sparse, samples: 600, features: 200, avg_length: 10, noise: 0.05,
+          init_train_fraction: 0.1, test_fraction: 0.2}
+agents: [{policy: honest, count: 1}]
+schedule: {duration: 10 blocks}
+""", "averaged.yaml")
+    ds = for_model(load_dataset(sc.dataset, sc.seed), sc.model.type)
+    parts = split(ds, sc.dataset, sc.seed)
+    spec = train_initial(ds, parts.init, sc.model, sc.seed)
+    assert spec.averaging == 50
+    twin = twin_from_spec(spec)
+    floats = _Perceptron("contract", ds, parts.init, sc)
+    rng = np.random.default_rng(0)
+    for i in parts.agents:
+        label = int(ds.labels[i]) if rng.random() > 0.3 else 1 - int(ds.labels[i])  # some flipped labels
+        twin.update(ds.samples[i], label)
+        floats.update(ds.samples[i], label)
+    assert twin.steps == 50 + len(parts.agents)
+    test = [ds.samples[i] for i in parts.test]
+    chain_rule = twin.predict(test)
+    float_rule = np.array([floats.predict(s) for s in test])
+    assert (chain_rule == float_rule).mean() >= 0.99
+    assert np.allclose(floats.wt, np.array([int(w) for w in twin.weights]) / FIXED_POINT)
