@@ -209,3 +209,20 @@ schedule: {duration: 10 blocks}
     float_rule = np.array([floats.predict(s) for s in test])
     assert (chain_rule == float_rule).mean() >= 0.99
     assert np.allclose(floats.wt, np.array([int(w) for w in twin.weights]) / FIXED_POINT)
+
+
+def test_an_updated_averaged_model_exports_its_mean_weights() -> None:
+    """A model file has no running sums: the family writes the mean weights as a plain perceptron,
+    which answers as the averaged model does."""
+    family = get("sparse_perceptron")
+    spec = SparsePerceptronSpec(weights=[F, -F, F // 2, 0], learning_rate=F // 2, averaging=3)
+    twin = twin_from_spec(spec)
+    assert family.spec_of_twin(twin, spec.classifications) == spec  # not updated yet: the same spec
+    for sample, label in (([1, 3], 1), ([0, 2], 0), ([3, 3], 0), ([1], 1)):
+        twin.update(sample, label)
+    exported = family.spec_of_twin(twin, spec.classifications)
+    assert exported.averaging == 0
+    c = twin.steps
+    assert exported.weights == [round((int(w) * c - u) / c) for w, u in zip(twin.weights, twin.sums or [])]
+    samples = [[0], [1], [2], [3], [0, 1], [1, 3], [2, 3], [0, 2, 3]]
+    assert twin_from_spec(exported).predict(samples).tolist() == twin.predict(samples).tolist()

@@ -205,9 +205,13 @@ class SparsePerceptron(ModelFamily):
 
     def spec_of_twin(self, twin: Any, classifications: Sequence[str]) -> SparsePerceptronSpec:
         if getattr(twin, "averaging", 0) and any(twin.sums or []):
-            # A spec deploys fresh weights (sums 0): an averaged model that has learned cannot be one.
-            raise ValueError("an averaged perceptron that has been updated cannot be written as a spec: "
-                             "its running sums would be lost")
+            # A spec deploys fresh weights (sums 0), so an averaged model that has learned is written as
+            # what it answers with: the mean weights w - u / C, rounded to the fixed point, as a plain
+            # perceptron (its predictions can differ from the chain's only where a score rounds to 0).
+            c = twin.steps
+            mean = [(int(w) * c - u + c // 2) // c for w, u in zip(twin.weights, twin.sums or [])]
+            return SparsePerceptronSpec(mean, twin.intercept, twin.learning_rate,
+                                        tuple(classifications))  # type: ignore[arg-type]
         return SparsePerceptronSpec([int(w) for w in twin.weights], twin.intercept, twin.learning_rate,
                                     tuple(classifications), int(getattr(twin, "averaging", 0)))  # type: ignore[arg-type]
 
