@@ -208,8 +208,8 @@ class ModelConfig(_Strict):
     @field_validator("averaging")
     @classmethod
     def _whole_count(cls, value: float | None) -> float | None:
-        if value is not None and (value < 0 or value != int(value) or value > 2**64):
-            raise ValueError(f"must be a whole number of updates >= 0 (0 = off), got {value:g}")
+        if value is not None and not (value >= 0 and value <= 2**64 and value == int(value)):
+            raise ValueError(f"must be a whole number of updates from 0 (off) to 2**64, got {value:g}")
         return value
 
     @field_validator("learning_rate", "intercept", "smoothing", "averaging")

@@ -136,8 +136,9 @@ def test_spec_and_scenario_reject_bad_averaging() -> None:
         SparsePerceptronSpec(weights=[0], averaging=-1)
     base = {"name": "x", "model": {"type": "sparse_perceptron"}, "agents": [{"policy": "honest", "count": 1}],
             "schedule": {"duration": 10}}
-    for bad, message in ((-1, r"whole number of updates >= 0 \(0 = off\), got -1\b"),
-                         (2.5, r"whole number of updates >= 0 \(0 = off\), got 2.5")):
+    for bad, message in ((-1, r"whole number of updates from 0 \(off\) to 2\*\*64, got -1\b"),
+                         (2.5, r"whole number of updates from 0 \(off\) to 2\*\*64, got 2.5"),
+                         (1e30, r"to 2\*\*64, got 1e\+30")):
         with pytest.raises(ValueError, match=message) as err:
             Scenario.model_validate({**base, "model": {"type": "sparse_perceptron", "averaging": bad}})
         assert "averaging" in str(err.value)
