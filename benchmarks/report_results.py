@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity")
+KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity", "fidelity_averaged")
 
 
 _MTIME: dict[str, str] = {}  # file times: the date of results that do not record theirs (gas.json is a list)
