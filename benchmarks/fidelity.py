@@ -208,11 +208,18 @@ def notes(result: dict[str, Any]) -> list[str]:
         f"{fmt(fc['accuracy_end'])}, the reference's learner at {fmt(fr['accuracy_end'])} (start "
         f"{fmt(c['accuracy_start'])}). The chain and the float replay of its rule see the same contributions "
         "in nearly the same order, so what separates them is order within blocks and the fixed point (see "
-        "accuracy.py); what separates both from the reference is the learner: the contract's perceptron "
-        "moves a fixed step on every mistake, so each flipped label is learned as strongly as the initial "
-        "training and, once learned, the model agrees with it a day later (the attacker's refund succeeds and "
-        "the good agent's report fails); scikit-learn's `optimal` step decays with every update, so late "
-        "flips move the model less.",
+        "accuracy.py); what separates both from the reference is the learner: " + (
+            f"here the contract runs as an averaged perceptron (`model.averaging: {result.get('averaging')}`): "
+            "it trains with the fixed step but answers with the mean weight vector over all update calls, the "
+            "deployed weights counting as that many calls, so one flipped label moves the answer by about "
+            "1/(calls so far) and the model keeps disagreeing with it a day later (the attacker's refund fails "
+            "and the good agent's report succeeds); scikit-learn's `optimal` step decays with every update."
+            if result.get("averaging") else
+            "the contract's perceptron "
+            "moves a fixed step on every mistake, so each flipped label is learned as strongly as the initial "
+            "training and, once learned, the model agrees with it a day later (the attacker's refund succeeds and "
+            "the good agent's report fails); scikit-learn's `optimal` step decays with every update, so late "
+            "flips move the model less (`--averaging N` runs the contract's averaged mode instead)."),
         f"Money: the good agent nets {fmt(c['net'][g_good], 4)} ether on chain against "
         f"{fmt(fc['net'][g_good], 4)} (same rule, off-chain) and {fmt(fr['net'][g_good], 4)} (reference); the "
         f"bad agent {fmt(c['net'][g_bad], 4)} against {fmt(fc['net'][g_bad], 4)} and {fmt(fr['net'][g_bad], 4)}. "
@@ -243,9 +250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--replay-only", action="store_true", help="skip the chain runs")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--grid-hours", type=float, default=6.0)
+    p.add_argument("--averaging", type=int, default=None,
+                   help="override model.averaging (0 = plain perceptron; N > 0 = averaged, see SparsePerceptron.sol)")
     a = p.parse_args(argv)
     seeds = list(range(a.first_seed, a.first_seed + (3 if a.quick else a.seeds)))
     base = load_scenario(a.scenario)
+    if a.averaging is not None:
+        if a.averaging < 0:
+            p.error(f"--averaging: expected a whole number >= 0, got {a.averaging}")
+        base = base.model_copy(update={"model": base.model.model_copy(update={"averaging": float(a.averaging)})})
     horizon_days = 12.0
     grid = np.arange(0.0, horizon_days * DAY + 1, a.grid_hours * 3600)
     # The code the figures come from, read before the runs (the tree may change while they go).
@@ -289,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "fidelity", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
         "scenario": str(a.scenario.relative_to(ROOT) if a.scenario.is_relative_to(ROOT) else a.scenario),
-        "seeds": seeds, "code": code,
+        "seeds": seeds, "code": code, "averaging": int(base.model.averaging or 0),
         "grid_days": [float(x) / DAY for x in grid],
         "aggregate": aggregate(per_seed, grid),
         "chain_run_wall_s": mean_ci(walls) if walls else None,

@@ -18,7 +18,8 @@ waking at its own pace until nothing is left to claim.
 Two learners, so the chain's difference can be split into the learning rule's part and the rest:
 * `reference`: scikit-learn's SGD perceptron with the reference's settings (`learning_rate='optimal'`, a
   step that decays with every update), fitted on the init rows and then updated per contribution;
-* `contract`: the contract's rule in float64: the chain's initial weights, a fixed step on a mistake.
+* `contract`: the contract's rule in float64: the chain's initial weights, a fixed step on a mistake
+  (with `model.averaging` > 0, the averaged perceptron's rule: the answer is the mean weight vector).
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class _Perceptron:
             self.b = spec.intercept / FIXED_POINT
             self.step = float(sc.model.learning_rate or 0.5)
             self.clf = None
+            # Averaged mode (model.averaging > 0, SparsePerceptron.sol): train `wt`, answer with the
+            # mean weights w = wt - u / c, the initial weights counting as `averaging` calls.
+            self.averaging = int(getattr(sc.model, "averaging", 0) or 0)
+            self.wt = self.w.copy()
+            self.u = np.zeros_like(self.w)
+            self.c = float(self.averaging)
         else:
             from sklearn.linear_model import SGDClassifier
 
@@ -104,6 +111,15 @@ class _Perceptron:
         if self.clf is not None:
             self.clf.partial_fit(to_csr([data], self.n_features), [label])
             self._sync()
+        elif self.averaging:
+            idx = list(data)
+            c = self.c
+            self.c += 1
+            if int(float(self.wt[idx].sum()) + self.b > 0) != label:
+                delta = self.step if label == 1 else -self.step
+                np.add.at(self.wt, idx, delta)  # a repeated index moves twice, as on chain
+                np.add.at(self.u, idx, delta * c)
+            self.w = self.wt - self.u / self.c
         elif self.predict(data) != label:
             self.w[list(data)] += self.step if label == 1 else -self.step
 

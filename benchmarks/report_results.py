@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity")
+KNOWN = ("throughput", "scale", "gas", "soak", "accuracy", "fidelity", "fidelity_averaged")
 
 
 _MTIME: dict[str, str] = {}  # file times: the date of results that do not record theirs (gas.json is a list)
@@ -276,7 +276,10 @@ def fidelity_section(d: dict[str, Any]) -> list[str]:
 
     wall = d.get("chain_run_wall_s") or {}
     code = d.get("code", {})
-    lines = ["## Fidelity: the paper's experiment on chain vs the reference's assumptions (`fidelity.py`)", "",
+    title = ("## Fidelity: the paper's experiment on chain vs the reference's assumptions (`fidelity.py`)"
+             if not d.get("averaging") else
+             f"## Fidelity with the averaged perceptron (`fidelity.py --averaging {d['averaging']}`)")
+    lines = [title, "",
              f"Taken {when(d)} on `{d.get('scenario')}`, seeds {d.get('seeds')}; code {code.get('branch')} "
              f"@ {code.get('commit')}{' (uncommitted changes)' if code.get('dirty') else ''}. "
              + (f"One chain run took {wall.get('mean', 0):.0f} ± {wall.get('ci95', 0):.0f} s of wall time "
@@ -290,7 +293,7 @@ def fidelity_section(d: dict[str, Any]) -> list[str]:
 
 
 SECTIONS = {"throughput": throughput_section, "scale": scale_section, "gas": gas_section, "soak": soak_section,
-            "fidelity": fidelity_section}
+            "fidelity": fidelity_section, "fidelity_averaged": fidelity_section}
 
 
 def render(data: dict[str, Any]) -> str:

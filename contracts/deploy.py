@@ -55,18 +55,27 @@ class SparsePerceptronSpec:
     intercept: int = 0
     learning_rate: int = FIXED_POINT // 2
     classifications: tuple[str, str] = ("Negative", "Positive")
+    # 0: plain perceptron; > 0: averaged perceptron, the deployed weights counting as this many
+    # update calls (SparsePerceptron.sol explains the mode).
+    averaging: int = 0
     contract: ClassVar[str] = "SparsePerceptron"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.averaging, int) or isinstance(self.averaging, bool) or self.averaging < 0:
+            raise DeploymentError(f"averaging: expected a whole number >= 0, got {self.averaging!r}")
 
     @property
     def n_features(self) -> int:
         return len(self.weights)
 
     def constructor(self) -> tuple[list[str], list[Any]]:
-        return (["string[]", "int80", "int80", "uint256"],
-                [list(self.classifications), self.intercept, self.learning_rate, self.n_features])
+        return (["string[]", "int80", "int80", "uint256", "uint256"],
+                [list(self.classifications), self.intercept, self.learning_rate, self.n_features, self.averaging])
 
     def init_calls(self, abi: ContractABI, gas_limit: int) -> list[tuple[str, bytes]]:
         size = chunk_size(gas_limit, self.n_features)
+        if self.averaging:  # one slot per weight instead of one per three
+            size = max(3, size // 9 * 3)
         return [
             (f"initialise weights {start}..{min(start + size, self.n_features) - 1}",
              abi.encode("initializeWeights", start, self.weights[start:start + size]))

@@ -305,6 +305,8 @@ async def deploy_market(client: RpcClient, tx: Transactor, compiled: CompileResu
     the model to the market, which then owns it (nobody can train it during the market)."""
     if model.contract != "SparsePerceptron":
         raise DeploymentError(f"the prediction market replays a SparsePerceptron only, not a {model.contract}")
+    if getattr(model, "averaging", 0):
+        raise DeploymentError("the prediction market replays the plain perceptron only, not an averaged one")
     abis = abis_of(compiled)
     gas_before = tx.gas_used
     ctypes, cargs = model.constructor()

@@ -160,7 +160,7 @@ MODEL_TYPES = ("sparse_perceptron", "dense_perceptron", "naive_bayes", "dense_ne
                "sparse_nearest_centroid")
 BINARY_MODELS = ("sparse_perceptron", "dense_perceptron")  # one weight vector: two classes only
 PERCEPTRONS = BINARY_MODELS
-_MODEL_OPTIONS = ("learning_rate", "intercept", "smoothing")
+_MODEL_OPTIONS = ("learning_rate", "intercept", "smoothing", "averaging")
 
 
 def _model_family(name: str) -> Any:
@@ -191,6 +191,10 @@ class ModelConfig(_Strict):
     intercept: float | None = Field(None, description="perceptrons: fixed intercept, never trained (default 0)")
     smoothing: float | None = Field(
         None, gt=0, description="naive_bayes: additive smoothing of the counts, 1 = Laplace (default 1)")
+    averaging: float | None = Field(
+        None, description="sparse_perceptron: 0 = plain perceptron (default); N > 0 = averaged perceptron, "
+        "predicting with the mean weights over all updates, the deployed weights counting as N updates "
+        "(resists label-flipped contributions; see SparsePerceptron.sol)")
 
     @field_validator("type")
     @classmethod
@@ -201,7 +205,14 @@ class ModelConfig(_Strict):
         except ValueError as e:
             raise ValueError(str(e)) from None
 
-    @field_validator("learning_rate", "intercept", "smoothing")
+    @field_validator("averaging")
+    @classmethod
+    def _whole_count(cls, value: float | None) -> float | None:
+        if value is not None and not (value >= 0 and value <= 2**64 and value == int(value)):
+            raise ValueError(f"must be a whole number of updates from 0 (off) to 2**64, got {value:g}")
+        return value
+
+    @field_validator("learning_rate", "intercept", "smoothing", "averaging")
     @classmethod
     def _option_applies(cls, value: float | None, info: ValidationInfo) -> float | None:
         kind = info.data.get("type")
@@ -503,6 +514,10 @@ class Scenario(_Strict):
                     ("model", "type"),
                     f"the prediction market replays a sparse_perceptron only (its contract reads the "
                     f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
+        if self.incentive.type == "prediction_market" and self.model.averaging:
+            raise field_error(("model", "averaging"), "the prediction market replays the plain perceptron's "
+                              "fixed-step rule; an averaged model (averaging > 0) cannot be replayed: set 0 "
+                              "or use incentive.type stakeable or points")
             raise field_error(("model", "type"), f"incentive {self.incentive.type!r} supports model types "
                               f"{', '.join(allowed)} only, not {self.model.type!r}")
         return self

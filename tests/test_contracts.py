@@ -129,7 +129,7 @@ async def test_verify_rejects_wrong_wiring_and_foreign_owner(client, tx, compile
     r = await tx.send(None, compiled["Stakeable"].bytecode + encode(["uint256"] * 4, [60, 120, 180, COST_WEIGHT]))
     im = to_checksum_address(r["contractAddress"])
     r = await tx.send(None, compiled["SparsePerceptron"].bytecode
-                      + encode(["string[]", "int80", "int80", "uint256"], [["a", "b"], 0, FIXED // 2, 10]))
+                      + encode(["string[]", "int80", "int80", "uint256", "uint256"], [["a", "b"], 0, FIXED // 2, 10, 0]))
     model = to_checksum_address(r["contractAddress"])
     r = await tx.send(None, compiled["CollaborativeTrainer"].bytecode + encode(
         ["string", "string", "string", "address", "address", "address"], ["x", "", "none", stray, im, model]))

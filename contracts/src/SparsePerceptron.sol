@@ -15,6 +15,17 @@ import {IClassifier} from "./Classifier.sol";
 /// immutables and cost no storage read. So is the width: every index is checked against it in the
 /// same pass that reads the weights (one comparison per index), so no index can reach a slot
 /// outside the model.
+///
+/// Averaged mode (`averaging` > 0, fixed at deployment; 0 keeps the plain perceptron above): the
+/// fixed-step perceptron memorises each sample it learns from, so one label-flipped contribution
+/// turns the model against its true class until someone undoes it. Averaged, the model answers with
+/// the mean of its weight vectors over every update call so far, the deployed weights counting as
+/// `averaging` calls, so one contribution moves the answer by about 1 / (calls so far).
+/// State: the training weights w (learn as above, on a mistake of w itself), u_i = sum over updates
+/// of delta * C (C = the call count before that update) and C = averaging + update calls. The
+/// average is w - u / C, so predict tests C * (intercept + sum w_i) - sum u_i > 0: exact integers, no
+/// division. Each feature keeps w (int80, low bits) and u (int176, high bits) in one slot of its own
+/// at AVERAGED + index, so a score still reads one slot per index; C is one more slot.
 contract SparsePerceptron is Ownable, IClassifier {
     uint256 private constant PER_SLOT = 3;
     uint256 private constant WIDTH = 80;
@@ -22,10 +33,16 @@ contract SparsePerceptron is Ownable, IClassifier {
     /// Base slot of the packed weights: far above Solidity's own sequential slots, and a value the
     /// optimizer builds with three cheap opcodes (a full 32-byte constant is copied from code).
     uint256 private constant WEIGHTS = 0xdca1 << 240;
+    /// Base slot of averaged mode's (w, u) pairs, one feature per slot.
+    uint256 private constant AVERAGED = 0xdca3 << 240;
 
     int80 public immutable intercept;
     int80 public immutable learningRate;
     uint256 public immutable numFeatures;
+    /// 0: plain perceptron. Else averaged, the deployed weights counting as this many update calls.
+    uint256 public immutable averaging;
+    /// Averaged mode: `averaging` + the number of update calls so far (C above).
+    uint256 public steps;
 
     string[] public classifications;
 
@@ -38,7 +55,13 @@ contract SparsePerceptron is Ownable, IClassifier {
     error WeightOverflow(uint256 index);
     error FeatureOutOfRange(uint256 index);
 
-    constructor(string[] memory classifications_, int80 intercept_, int80 learningRate_, uint256 numFeatures_) {
+    constructor(
+        string[] memory classifications_,
+        int80 intercept_,
+        int80 learningRate_,
+        uint256 numFeatures_,
+        uint256 averaging_
+    ) {
         if (classifications_.length != 2) revert BadClassification(uint64(classifications_.length));
         for (uint256 i = 0; i < classifications_.length; ++i) {
             classifications.push(classifications_[i]);
@@ -47,6 +70,8 @@ contract SparsePerceptron is Ownable, IClassifier {
         intercept = intercept_;
         learningRate = learningRate_;
         numFeatures = numFeatures_;
+        averaging = averaging_;
+        if (averaging_ != 0) steps = averaging_;
     }
 
     function getNumClassifications() external view returns (uint256) {
@@ -58,6 +83,17 @@ contract SparsePerceptron is Ownable, IClassifier {
     function initializeWeights(uint256 startIndex, int80[] calldata weights_) external onlyOwner {
         if (startIndex % PER_SLOT != 0) revert UnalignedChunk(startIndex);
         uint256 n = weights_.length;
+        if (averaging != 0) {
+            // One (w, u = 0) slot per feature.
+            for (uint256 i = 0; i < n; ++i) {
+                uint256 word = uint256(uint80(weights_[i])) & MASK;
+                uint256 at = AVERAGED + startIndex + i;
+                assembly {
+                    sstore(at, word)
+                }
+            }
+            return;
+        }
         uint256 slot = WEIGHTS + startIndex / PER_SLOT;
         for (uint256 i = 0; i < n; i += PER_SLOT) {
             uint256 word = 0;
@@ -88,7 +124,15 @@ contract SparsePerceptron is Ownable, IClassifier {
         }
     }
 
+    /// The training weights (averaged mode: w, not the average w - u / steps).
     function weights(uint256 index) public view returns (int80 w) {
+        if (averaging != 0) {
+            uint256 at = AVERAGED + index;
+            assembly {
+                w := signextend(9, sload(at))
+            }
+            return w;
+        }
         uint256 slot = WEIGHTS + index / PER_SLOT;
         uint256 shift = WIDTH * (index % PER_SLOT);
         assembly {
@@ -104,12 +148,37 @@ contract SparsePerceptron is Ownable, IClassifier {
         }
     }
 
+    /// Averaged mode: u_i (sum of delta * C over the updates of feature i).
+    function sums(uint256 index) public view returns (int256 u) {
+        uint256 at = AVERAGED + index;
+        assembly {
+            u := sar(80, sload(at))
+        }
+    }
+
+    /// Bulk read for off-chain twins: sums[start .. start+count-1] (zeros in plain mode).
+    function getSums(uint256 start, uint256 count) external view returns (int256[] memory out) {
+        out = new int256[](count);
+        if (averaging == 0) return out;
+        for (uint256 i = 0; i < count; ++i) {
+            out[i] = sums(start + i);
+        }
+    }
+
     function predict(int64[] calldata data) public view returns (uint64) {
+        if (averaging != 0) {
+            (int256 sw, int256 su) = _scoreAveraged(data);
+            return int256(steps) * sw - su > 0 ? 1 : 0;
+        }
         return _score(data) > 0 ? 1 : 0;
     }
 
     function update(int64[] calldata data, uint64 classification) external onlyOwner {
         if (classification > 1) revert BadClassification(classification);
+        if (averaging != 0) {
+            _updateAveraged(data, classification);
+            return;
+        }
         (int256 score, uint256 cache, bool sorted) = _scoreCaching(data);
         if ((score > 0 ? 1 : 0) == classification) return;
         int256 delta = classification == 1 ? int256(learningRate) : -int256(learningRate);
@@ -143,6 +212,54 @@ contract SparsePerceptron is Ownable, IClassifier {
             }
         }
         if (bad != type(uint256).max) revert WeightOverflow(bad);
+    }
+
+    /// Averaged mode's update: count the call; on a mistake of the training weights w, move w by
+    /// delta and u by delta * C (C before this call is counted), index by index in input order, so a
+    /// repeated index moves twice.
+    function _updateAveraged(int64[] calldata data, uint64 classification) private {
+        (int256 sw, ) = _scoreAveraged(data);
+        uint256 c = steps;
+        steps = c + 1;
+        if ((sw > 0 ? 1 : 0) == classification) return;
+        int256 delta = classification == 1 ? int256(learningRate) : -int256(learningRate);
+        int256 du = delta * int256(c);
+        uint256 bad = type(uint256).max;
+        assembly {
+            let n := data.length
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let idx := calldataload(add(data.offset, shl(5, i)))
+                let at := add(AVERAGED, idx)
+                let word := sload(at)
+                let w := add(signextend(9, word), delta)
+                let u := add(sar(80, word), du)
+                // w must stay an int80 and u an int176 (21 bytes + 1 sign byte = 22 bytes: signextend(21)).
+                if or(iszero(eq(signextend(9, w), w)), iszero(eq(signextend(21, u), u))) {
+                    bad := idx
+                    break
+                }
+                sstore(at, or(shl(80, u), and(w, MASK)))
+            }
+        }
+        if (bad != type(uint256).max) revert WeightOverflow(bad);
+    }
+
+    /// Averaged mode: (intercept + sum w_i, sum u_i) over the listed indices; reverts on a bad index.
+    function _scoreAveraged(int64[] calldata data) private view returns (int256 sw, int256 su) {
+        sw = intercept;
+        uint256 bad = 0;
+        uint256 nf = numFeatures;
+        assembly {
+            let p := data.offset
+            for { let end := add(p, shl(5, data.length)) } lt(p, end) { p := add(p, 0x20) } {
+                let idx := calldataload(p)
+                bad := or(bad, iszero(lt(idx, nf)))
+                let word := sload(add(AVERAGED, idx))
+                sw := add(sw, signextend(9, word))
+                su := add(su, sar(80, word))
+            }
+        }
+        if (bad != 0) _revertBadIndex(data);
     }
 
     /// _score, also keeping each index's slot word in memory (at `cache`) and whether the indices
@@ -200,6 +317,13 @@ contract SparsePerceptron is Ownable, IClassifier {
     }
 
     function _setWeight(uint256 index, int80 w) internal {
+        if (averaging != 0) {
+            uint256 at = AVERAGED + index;
+            assembly {
+                sstore(at, or(and(sload(at), not(MASK)), and(w, MASK)))
+            }
+            return;
+        }
         uint256 slot = WEIGHTS + index / PER_SLOT;
         uint256 shift = WIDTH * (index % PER_SLOT);
         assembly {
