@@ -1,0 +1,63 @@
+"""The run's ledger on disk while it goes: every tick's ledger rows (from the shards' reports) are
+appended to `<results>/ledger.arrows` and flushed, so a run killed at any moment keeps every
+transaction handed over before its last flush. At the end the ledger tables are written from this
+log (orchestrator/run/collect.py); readers fall back to it when ledger.parquet is missing
+(orchestrator/report_folder.py). Format and reading: orchestrator/ledger_log.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.ledger import LEDGER_COLUMNS, LedgerRecord
+
+from ..ledger_log import RecordLog, read_log, schema_of
+
+LEDGER_LOG = "ledger.arrows"
+
+
+class LedgerStream:
+    """One run's ledger log. The file is created at the first rows (a run that sent nothing has none)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._log: RecordLog | None = None
+        self.rows = 0
+
+    def append(self, columns: Mapping[str, Sequence[Any]] | None) -> int:
+        if not columns or not columns.get("tx_hash"):
+            return 0
+        if self._log is None:
+            self._log = RecordLog(self.path, schema_of(LedgerRecord))
+        n = self._log.append(columns)
+        self.rows += n
+        return n
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def read(self) -> dict[str, list[Any]]:
+        """The ledger as columns: each transaction's last row, wei amounts as ints."""
+        return read_ledger_log(self.path) if self.path.exists() else {name: [] for name in LEDGER_COLUMNS}
+
+    def discard(self) -> None:
+        """Once ledger.parquet is written the log says nothing more: remove it (it can be large)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def read_ledger_log(path: Path) -> dict[str, list[Any]]:
+    import pyarrow as pa
+
+    table, _complete = read_log(path)
+    cols: dict[str, list[Any]] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        values = col.to_pylist()
+        if pa.types.is_decimal(col.type):
+            values = [None if v is None else int(v) for v in values]
+        cols[name] = values
+    return cols
