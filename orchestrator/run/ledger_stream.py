@@ -12,9 +12,8 @@ from typing import Any
 
 from agents.ledger import LEDGER_COLUMNS, LedgerRecord
 
-from ..ledger_log import RecordLog, read_log, schema_of
-
-LEDGER_LOG = "ledger.arrows"
+from ..ledger_log import RecordLog, read_columns, schema_of
+from ..report_folder import LEDGER_LOG  # one name for the writer and the readers
 
 
 class LedgerStream:
@@ -41,23 +40,9 @@ class LedgerStream:
 
     def read(self) -> dict[str, list[Any]]:
         """The ledger as columns: each transaction's last row, wei amounts as ints."""
-        return read_ledger_log(self.path) if self.path.exists() else {name: [] for name in LEDGER_COLUMNS}
+        return read_columns(self.path) if self.path.exists() else {name: [] for name in LEDGER_COLUMNS}
 
     def discard(self) -> None:
         """Once ledger.parquet is written the log says nothing more: remove it (it can be large)."""
         self.close()
         self.path.unlink(missing_ok=True)
-
-
-def read_ledger_log(path: Path) -> dict[str, list[Any]]:
-    import pyarrow as pa
-
-    table, _complete = read_log(path)
-    cols: dict[str, list[Any]] = {}
-    for name in table.column_names:
-        col = table.column(name)
-        values = col.to_pylist()
-        if pa.types.is_decimal(col.type):
-            values = [None if v is None else int(v) for v in values]
-        cols[name] = values
-    return cols
