@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import deploy_small
+from test_agents_chain import core_for, fund_batch, head
 from test_rpc_faults import agent_addresses, rpc
 
 from agents.ledger import LedgerRecord, TxStatus
+from agents.shard import AgentSpec
 from agents.shard_ledger import LATENCY_BUCKETS, LedgerBook
 from contracts.signing import dev_accounts
 from orchestrator.ledger_log import read_log
-from orchestrator.nodes import AnvilNode, NodeSettings
+from orchestrator.nodes import AnvilNode, NodeSettings, mine, set_mining
 from orchestrator.report import write_report
 from orchestrator.report_folder import read_folder
 
@@ -51,7 +54,7 @@ def recount(records: list[LedgerRecord]) -> dict[str, dict[str, int]]:
     return out
 
 
-def mine(book: LedgerBook, r: LedgerRecord, block: int, status: TxStatus = TxStatus.INCLUDED) -> None:
+def settle(book: LedgerBook, r: LedgerRecord, block: int, status: TxStatus = TxStatus.INCLUDED) -> None:
     r.included_block, r.gas_used, r.effective_gas_price, r.received = block, 50_000, 3, 400
     book.set_status(r, status)
 
@@ -63,9 +66,9 @@ def test_counters_follow_every_change_and_settled_records_are_forgotten():
         book.add(r)
     cols, forgotten = book.take(safe_block=-1)
     assert cols["tx_hash"] == [r.tx_hash for r in rs] and not forgotten  # all new, none final
-    mine(book, rs[0], 11)
-    mine(book, rs[1], 14)
-    mine(book, rs[2], 30, TxStatus.REVERTED)
+    settle(book, rs[0], 11)
+    settle(book, rs[1], 14)
+    settle(book, rs[2], 30, TxStatus.REVERTED)
     book.set_status(rs[3], TxStatus.DROPPED, "vanished")
     book.set_status(rs[4], TxStatus.REPLACED)
     assert book.group_counts() == recount(rs)
@@ -80,7 +83,7 @@ def test_counters_follow_every_change_and_settled_records_are_forgotten():
     assert book.group_counts() == recount(rs)
     cols, forgotten = book.take(safe_block=20)
     assert cols["status"] == ["pending"] and not forgotten
-    mine(book, rs[1], 25)
+    settle(book, rs[1], 25)
     _, forgotten = book.take(safe_block=24)
     assert not forgotten
     _, forgotten = book.take(safe_block=30)
@@ -95,8 +98,49 @@ def test_unstreamed_book_keeps_everything():
     rs = [record(i) for i in range(3)]
     for r in rs:
         book.add(r)
-        mine(book, r, 11)
+        settle(book, r, 11)
     assert not book.dirty and list(book.records) == [r.tx_hash for r in rs]
+
+
+async def test_streaming_shard_hands_out_every_change_and_forgets_settled_records(anvil, client, tx, compiled, dev,
+                                                                                   chain_id):
+    system = await deploy_small(client, tx, compiled)
+    specs = [AgentSpec(i, "load", "plugin_policies:BurstPolicy", {"burst": 3}, []) for i in range(20)]
+    core = core_for(anvil.url, chain_id, compiled, system, specs, stream_ledger=True, reorg_depth=1)
+    rows: dict[str, dict[str, object]] = {}  # what the driver's log would read back: last row per hash
+
+    def keep(cols: dict[str, list[object]] | None) -> None:
+        for i, h in enumerate((cols or {}).get("tx_hash", [])):
+            rows[str(h)] = {k: v[i] for k, v in cols.items()}  # type: ignore[union-attr]
+
+    try:
+        addresses = await core.start()
+        await fund_batch(client, dev[1], chain_id, addresses, 10**17)
+        await set_mining(client, "driven")
+        first = await core.tick(await head(client))
+        keep(first.ledger)
+        assert first.sent == 60 and len(rows) == 60 and {r["status"] for r in rows.values()} == {"pending"}
+        # A snapshot taken during settlement carries it, and what pending transactions reserve.
+        await core.stop_acting(settle=True)
+        twin = core_for(anvil.url, chain_id, compiled, system, specs, stream_ledger=True, reorg_depth=1)
+        await twin.start()
+        await twin.restore(core.snapshot(first.block), (await head(client)).number)
+        assert twin.settling
+        assert [a.reserved for a in twin.agents] == [a.reserved for a in core.agents] and core.agents[0].reserved > 0
+        assert {h: p.reserved for h, p in twin.pending.items()} == {h: p.reserved for h, p in core.pending.items()}
+        await twin.close()
+        for _ in range(6):
+            h = await head(client)
+            await mine(client, h.timestamp + 1)
+            report = await core.tick(await head(client))
+            keep(report.ledger)
+        keep(await core.finalize((await head(client)).number))
+    finally:
+        await core.close()
+        await set_mining(client, "auto")
+    assert len(rows) == 60 and {r["status"] for r in rows.values()} == {"included"}
+    assert not core.records and not core._meta and core.ledger.retired == 60  # nothing held any more
+    assert report.by_group["load"]["included"] == 60 and report.by_group["load"]["sent"] == 60
 
 
 SCENARIO = """
