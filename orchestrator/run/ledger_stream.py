@@ -33,6 +33,9 @@ class LedgerStream:
         self.rows += n
         return n
 
+    def extend(self, parts: Sequence[Mapping[str, Sequence[Any]] | None]) -> int:
+        return sum(self.append(p) for p in parts)
+
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
