@@ -94,6 +94,7 @@ class Settings(argparse.Namespace):
     ray: bool
     quick: bool
     refunds_only: bool
+    reorg_depth: int
     deadline_s: float
     out: Path | None
     reanalyze: Path | None
@@ -154,7 +155,7 @@ def shard_configs(s: Settings, chain: Chain, agents: int, per_agent: int, rate: 
             cost_weight=COST_WEIGHT, refund_wait=s.refund_wait, block_time=1, agents=specs[k::s.shards],
             fees=FeeStance(tip=TIP), data_handler=chain.system.data_handler, mechanism="stakeable",
             owner_claim_wait=8 * 86_400, any_address_claim_wait=9 * 86_400,
-            stream_ledger=True,  # as in a run: the ledger goes to the driver's log each tick
+            stream_ledger=True, reorg_depth=s.reorg_depth,  # as in a run: the ledger goes to the driver's log
         )
         for k in range(s.shards)
     ]
@@ -615,6 +616,8 @@ def parse(argv: list[str] | None = None) -> Settings:
                    help="start anvil with --prune-history [N]")
     p.add_argument("--refunds-only", action="store_true",
                    help="agents claim only their own deposits: no per-agent view of others' contributions")
+    p.add_argument("--reorg-depth", type=int, default=64,
+                   help="blocks a shard keeps settled ledger records (a run: 64, or its deepest chaos reorg)")
     p.add_argument("--no-ray", dest="ray", action="store_false", help="shards in this process, not Ray actors")
     p.add_argument("--deadline-s", type=float, default=3600.0, help="stop the loop after this long regardless")
     p.add_argument("--out", type=Path, default=None,
