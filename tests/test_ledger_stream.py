@@ -169,7 +169,7 @@ def _log_state(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.timeout(60)
-def test_sigkilled_run_keeps_every_transaction_sent(tmp_path: Path, ray_cluster, monkeypatch):
+def test_sigkilled_run_keeps_every_transaction_sent(tmp_path: Path, ray_cluster):
     import ray
 
     node = AnvilNode(NodeSettings(), tmp_path / "anvil.log")

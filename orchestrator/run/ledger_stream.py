@@ -49,3 +49,6 @@ class LedgerStream:
         """Once ledger.parquet is written the log says nothing more: remove it (it can be large)."""
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+__all__ = ["LEDGER_LOG", "LedgerStream"]
