@@ -517,6 +517,7 @@ async def soak(s: Settings) -> dict[str, Any]:
                          "rate_per_agent_per_s": rate, "per_block": s.per_block, "shards": s.shards, "ray": s.ray,
                          "gas_limit": s.gas_limit, "base_fee": 0, "tip_wei": TIP, "refund_wait_s": s.refund_wait,
                          "sample_s": s.sample_s, "prune_history": s.prune_history, "quick": s.quick,
+                         "refunds_only": s.refunds_only, "reorg_depth": s.reorg_depth,
                          "mining": "driven: tick every shard, then evm_mine with timestamp +1 s",
                          "workload": "honest agents: addData (10 even indices, label 1, the model agrees) "
                                      "then refund after the wait",
