@@ -30,6 +30,7 @@ from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus, to_columns
+from .shard_ledger import LATENCY_BUCKETS, LedgerBook  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
 from .pool import PoolView
 from .policies.base import (
     FINISHED,
@@ -52,9 +53,6 @@ from .shard_faults import Faults
 from .shard_outcomes import Outcomes
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
 from .wallet import FeeStance, Wallet
-
-# Inclusion latency buckets (blocks) counted per group in tick reports: the Prometheus histogram's.
-LATENCY_BUCKETS = (1, 2, 3, 5, 10, 20, 50)
 
 
 class ShardCore(FreeCalls, Outcomes, Faults):
@@ -99,7 +97,10 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: list[PublicContribution] = []
         self._senders: dict[str, str] = {}
-        self.records: list[LedgerRecord] = []
+        # The ledger's live records and running counters (agents/shard_ledger.py); `records` is its
+        # dict of them, tx hash -> record.
+        self.ledger = LedgerBook(stream=config.stream_ledger)
+        self._checkpoint_block: int | None = None  # the node's last state dump (Faults.checkpoint)
         self.pending: dict[str, _Pending] = {}
         self.by_nonce: dict[tuple[str, int], list[str]] = {}
         self._raw: dict[str, str] = {}  # tx hash -> signed bytes (hex), while a crash could lose it
@@ -148,7 +149,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         report = TickReport(self.config.shard_id, block.number)
-        before = self._status_counts()
+        before = dict(self.ledger.totals)
         self._cache = {}
         try:
             await self._read_blocks(block.number)
@@ -162,46 +163,45 @@ class ShardCore(FreeCalls, Outcomes, Faults):
                 await asyncio.gather(*(self._step(a, block, report) for a in self.agents))
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
-        after = self._status_counts()
+        after = self.ledger.totals  # running counters: a tick costs the same at the millionth transaction
         report.included = after[TxStatus.INCLUDED] - before[TxStatus.INCLUDED]
         report.reverted = after[TxStatus.REVERTED] - before[TxStatus.REVERTED]
         report.dropped = after[TxStatus.DROPPED] - before[TxStatus.DROPPED]
         report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
-        report.by_group = self._group_counts()
+        report.by_group = self.ledger.group_counts()
         report.warnings = self._policy_warnings()
         wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
         report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
         report.finished = report.next_wake == FINISHED and not self.pending
+        if self.ledger.stream:
+            report.ledger = self.take_ledger()
         report.step_ms = (time.perf_counter() - wall0) * 1000
         self.cpu_s += time.process_time() - cpu0
         return report
 
-    def _group_counts(self) -> dict[str, dict[str, int]]:
-        # Also per group: inclusion latency in blocks (sum and cumulative bucket counts, for the
-        # Prometheus histogram) and the ether flow of its transactions (P&L), summed over shards.
-        out: dict[str, dict[str, int]] = {}
-        for r in self.records:
-            g = out.setdefault(r.group, {"sent": 0, **{s.value: 0 for s in TxStatus}, "latency_blocks_sum": 0,
-                                         **{f"latency_le_{b}": 0 for b in LATENCY_BUCKETS}, "pnl_wei": 0})
-            g["sent"] += 1
-            g[r.status.value] += 1
-            if r.status is TxStatus.INCLUDED:
-                latency = max(0, r.included_block - r.submitted_block)
-                g["latency_blocks_sum"] += latency
-                for b in LATENCY_BUCKETS:
-                    if latency <= b:
-                        g[f"latency_le_{b}"] += 1
-                g["pnl_wei"] += r.received - r.value - r.fee_paid
-            elif r.status is TxStatus.REVERTED:
-                g["pnl_wei"] -= r.fee_paid
-        return out
+    @property
+    def records(self) -> dict[str, LedgerRecord]:
+        """The ledger records this shard still holds (all of them unless the ledger streams)."""
+        return self.ledger.records
 
-    def _status_counts(self) -> dict[TxStatus, int]:
-        counts = {s: 0 for s in TxStatus}
-        for r in self.records:
-            counts[r.status] += 1
-        return counts
+    def take_ledger(self) -> dict[str, list[Any]]:
+        """What changed in the ledger since the last call, as columns, for the driver's log; final
+        records deep enough that no reorg (`reorg_depth`) or node restart (the last state dump) can
+        reopen them are forgotten here, with what the shard kept beside them."""
+        safe = self.last_block - self.config.reorg_depth
+        if self._checkpoint_block is not None:
+            safe = min(safe, self._checkpoint_block)
+        cols, forgotten = self.ledger.take(safe)
+        for r in forgotten:
+            self._meta.pop(r.tx_hash, None)
+            self._raw.pop(r.tx_hash, None)
+            same_nonce = self.by_nonce.get((r.sender, r.nonce))
+            if same_nonce is not None and r.tx_hash in same_nonce:  # a dropped one keeps its entry
+                same_nonce.remove(r.tx_hash)
+                if not same_nonce:
+                    del self.by_nonce[(r.sender, r.nonce)]
+        return cols
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
         return Observation(
@@ -316,7 +316,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             replaces=replaces.record.tx_hash if replaces else "",
             target_tx=(c.add_tx if kind == "refund" and c is not None else target.tx_hash if target is not None else ""),
         )
-        self.records.append(record)
+        self.ledger.add(record)
         claim_key = (None if kind not in ("refund", "report") else target.key if target is not None
                      else (agent.wallet.address, c.added_time, c.label, c.data) if c is not None else None)
         reserved = value + gas * max_fee
@@ -424,17 +424,21 @@ class ShardCore(FreeCalls, Outcomes, Faults):
     # ---- results ---------------------------------------------------------------------------
 
     async def finalize(self, last_block: int) -> dict[str, list[Any]]:
-        """Read the last receipts, settle what is left, and return the ledger as columns."""
+        """Read the last receipts, settle what is left, and return the ledger as columns (a streaming
+        shard: only what its ticks have not handed out yet)."""
         await self._read_blocks(last_block)
         if self.pending:
             await self._check_stale(last_block, force=True)
-        return to_columns(self.records)
+        if self.ledger.stream:
+            return self.take_ledger()  # the rest went out with the ticks
+        return to_columns(list(self.records.values()))
 
     def stats(self) -> dict[str, Any]:
         return {
             "shard": self.config.shard_id,
             "agents": len(self.agents),
-            "records": len(self.records),
+            "records": len(self.records),  # held now: a streaming shard forgets settled ones
+            "records_retired": self.ledger.retired,
             "pending": len(self.pending),
             "public_contributions": len(self.public),
             "cpu_s": self.cpu_s,

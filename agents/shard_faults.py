@@ -11,6 +11,7 @@ from contracts.rpc import RpcError
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus
 from .policies.base import Contribution, ContributionState, PublicContribution
+from .shard_ledger import LedgerBook
 from .shard_types import Agent, BlockInfo, _Pending
 
 
@@ -20,7 +21,8 @@ class Faults:
     rpc: CoalescingRpc | None
     pending: dict[str, _Pending]
     by_nonce: dict[tuple[str, int], list[str]]
-    records: list[LedgerRecord]
+    ledger: LedgerBook
+    _checkpoint_block: int | None
     public: list[PublicContribution]
     last_block: int
     _raw: dict[str, str]
@@ -44,9 +46,9 @@ class Faults:
     def checkpoint(self, block: int) -> int:
         """The node's state up to `block` is safe in a dump: signed bytes of transactions settled
         at or before it are no longer needed. Returns how many are still kept."""
-        settled = {r.tx_hash for r in self.records
-                   if r.tx_hash in self._raw and r.tx_hash not in self.pending
-                   and (r.status in (TxStatus.DROPPED, TxStatus.REPLACED) or 0 <= r.included_block <= block)}
+        self._checkpoint_block = block  # a streaming ledger forgets nothing a restart from it could reopen
+        records = self.ledger.records
+        settled = [h for h in self._raw if h not in self.pending and _settled_by(records.get(h), block)]
         for h in settled:
             del self._raw[h]
         return len(self._raw)
@@ -112,16 +114,16 @@ class Faults:
     def _undo_from(self, first_replaced: int) -> list[str]:
         """Forget every outcome read from blocks `first_replaced` and later: pending again."""
         undone: list[str] = []
-        for r in self.records:
+        # Only records still held: a streaming ledger forgets none a reorg within `reorg_depth` or a
+        # restart from the last dump can reach.
+        for r in list(self.ledger.records.values()):
             if r.included_block < first_replaced or r.status not in (TxStatus.INCLUDED, TxStatus.REVERTED):
                 continue
             agent = self._agent_by_address[r.sender]
             if r.status is TxStatus.INCLUDED:
                 agent.spent -= r.value - r.received
             agent.spent -= r.gas_used * r.effective_gas_price
-            r.status, r.included_block, r.included_time, r.gas_used = TxStatus.PENDING, -1, -1, 0
-            r.effective_gas_price, r.deposit, r.received, r.reason = 0, 0, 0, ""
-            r.included_wall = float("nan")
+            self.ledger.reopen(r)
             agent.in_flight += 1
             c, raw_args, target = self._meta[r.tx_hash]
             if c is not None and r.action == "add":
@@ -134,3 +136,9 @@ class Faults:
         self.public = [c for c in self.public if c.block < first_replaced]
         self.last_block = min(self.last_block, first_replaced - 1)
         return undone
+
+
+def _settled_by(r: LedgerRecord | None, block: int) -> bool:
+    """Whether a transaction's signed bytes are no longer needed once the node's state up to `block`
+    is in a dump (a record already forgotten was settled deeper than any dump the shard was told of)."""
+    return r is None or r.status in (TxStatus.DROPPED, TxStatus.REPLACED) or 0 <= r.included_block <= block

@@ -14,6 +14,7 @@ from contracts.rpc import RpcError
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus
 from .policies.base import ContributionState, Mechanism, PublicContribution
+from .shard_ledger import LedgerBook
 from .shard_types import ShardConfig, _Pending
 
 
@@ -28,6 +29,7 @@ class Outcomes:
     _events: dict[bytes, ContractABI]
     _add_topic: str
     pending: dict[str, _Pending]
+    ledger: LedgerBook
     by_nonce: dict[tuple[str, int], list[str]]
     public: list[PublicContribution]
     needs_public: bool
@@ -170,9 +172,7 @@ class Outcomes:
         if p is None:
             return
         r = p.record
-        r.status = status
-        if reason:
-            r.reason = reason
+        self.ledger.set_status(r, status, reason)  # keeps the running counters, marks it for the driver
         p.agent.in_flight -= 1
         p.agent.reserved -= p.reserved
         if p.claim_key is not None and status is not TxStatus.REPLACED:

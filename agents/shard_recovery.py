@@ -26,11 +26,12 @@ from typing import Any, Protocol
 from contracts.abi import ContractABI
 
 from .ledger import LedgerRecord, TxStatus
+from .shard_ledger import LedgerBook
 from .shard_types import _Pending as Pending
 from .policies.base import Contribution, ContributionState, PublicContribution, Sample
 from .pool import PENDING_BLOCK, PoolView
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: the ledger book (live records and counters), settling, pending's reservations
 # Trainer functions an agent calls, and the ledger's name for each.
 ACTIONS = {"addData": "add", "refund": "refund", "report": "report", "predict": "spam", "collect": "collect"}
 
@@ -43,7 +44,7 @@ class RecoverableShard(Protocol):
     """What of a shard (agents/shard.py `ShardCore`) a snapshot holds and an adoption touches."""
 
     agents: list[Any]
-    records: list[LedgerRecord]
+    ledger: LedgerBook
     pending: dict[str, Pending]
     by_nonce: dict[tuple[str, int], list[str]]
     _meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]]
@@ -52,6 +53,7 @@ class RecoverableShard(Protocol):
     last_block: int
     last_update: int
     acting: bool
+    settling: bool
     rpc: Any
     trainer_abi: ContractABI
 
@@ -60,13 +62,16 @@ class RecoverableShard(Protocol):
 
 def snapshot(core: RecoverableShard, block: int) -> bytes:
     """Everything the shard knows, in one pickle so that shared objects stay shared (a pending
-    entry and the ledger hold the same record; a pending entry and an agent the same contribution)."""
+    entry and the ledger hold the same record; a pending entry and an agent the same contribution).
+    A streaming ledger holds only the records not yet settled deep: the rest are in the driver's
+    log on disk, and the counters carry on from the book's."""
     state = {
         "version": SNAPSHOT_VERSION,
         "block": block,
-        "records": core.records,
+        "ledger": core.ledger,
         "agents": {a.id: (a.policy, a.contributions, a.in_flight, a.spent) for a in core.agents},
-        "pending": {h: (p.record, p.agent.id, p.contribution, p.raw_args, p.target) for h, p in core.pending.items()},
+        "pending": {h: (p.record, p.agent.id, p.contribution, p.raw_args, p.target, p.reserved, p.claim_key)
+                    for h, p in core.pending.items()},
         "by_nonce": core.by_nonce,
         "meta": core._meta,
         "public": core.public,
@@ -74,6 +79,7 @@ def snapshot(core: RecoverableShard, block: int) -> bytes:
         "last_block": core.last_block,
         "last_update": core.last_update,
         "acting": core.acting,
+        "settling": core.settling,
     }
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -90,9 +96,14 @@ def restore(core: RecoverableShard, blob: bytes) -> int:
     for agent_id, (policy, contributions, in_flight, spent) in state["agents"].items():
         a = by_id[agent_id]
         a.policy, a.contributions, a.in_flight, a.spent = policy, contributions, in_flight, spent
-    core.records = state["records"]
-    core.pending = {h: Pending(rec, by_id[aid], c, raw_args, target)
-                    for h, (rec, aid, c, raw_args, target) in state["pending"].items()}
+    core.ledger = state["ledger"]
+    core.pending = {h: Pending(rec, by_id[aid], c, raw_args, target, reserved, claim_key)
+                    for h, (rec, aid, c, raw_args, target, reserved, claim_key) in state["pending"].items()}
+    # What pending transactions hold against budgets and which claims are in flight follow from them.
+    for p in core.pending.values():
+        p.agent.reserved += p.reserved
+        if p.claim_key is not None:
+            p.agent.claims_in_flight.add(p.claim_key)
     core.by_nonce = state["by_nonce"]
     core._meta = state["meta"]
     core.public = state["public"]
@@ -100,6 +111,7 @@ def restore(core: RecoverableShard, blob: bytes) -> int:
     core.last_block = state["last_block"]
     core.last_update = state["last_update"]
     core.acting = state["acting"]
+    core.settling = state["settling"]  # a shard replaced during settlement goes on claiming, not adding
     return int(state["block"])
 
 
@@ -109,7 +121,7 @@ async def adopt(core: RecoverableShard, from_block: int, head: int, pool: PoolVi
     counts what was adopted and names where the pool was read (`txpool` or `pending_block`)."""
     assert core.rpc is not None
     ours = {a.wallet.address.lower(): a for a in core.agents}
-    known = {r.tx_hash for r in core.records}
+    known = set(core.ledger.records)  # forgotten ones are settled below the snapshot's block
     found: list[tuple[dict[str, Any], int]] = []
     for n in range(from_block, head + 1):
         b = await core.rpc.call("eth_getBlockByNumber", hex(n), True)
@@ -167,8 +179,10 @@ def _adopt_one(core: RecoverableShard, agent: Any, tx: dict[str, Any], from_bloc
         target_tx=core.target_tx_of(action, args, c),
     )
     record.status = TxStatus.PENDING
-    core.records.append(record)
-    core.pending[record.tx_hash] = Pending(record, agent, c, (data, value, gas), None)
+    core.ledger.add(record)  # counted and handed to the driver (it supersedes the dead shard's row)
+    reserved = value + gas * record.max_fee
+    agent.reserved += reserved
+    core.pending[record.tx_hash] = Pending(record, agent, c, (data, value, gas), None, reserved)
     core._meta[record.tx_hash] = (c, (data, value, gas), None)
     core.by_nonce.setdefault((record.sender, record.nonce), []).append(record.tx_hash)
     agent.in_flight += 1

@@ -56,6 +56,12 @@ class ShardConfig:
     # Keep each transaction's signed bytes until the node's next state dump covers it: after a node
     # crash they are re-broadcast as they were (same hash), never signed anew.
     keep_raw: bool = False
+    # Stream the ledger: each tick hands what changed to the driver (TickReport.ledger), which appends
+    # it to the results folder, and the shard forgets final records once `reorg_depth` blocks deep
+    # (and covered by the node's last state dump, if any): memory stays flat however long the run.
+    # Off, every record stays until `finalize` (shards driven directly, as in unit tests).
+    stream_ledger: bool = False
+    reorg_depth: int = 64  # blocks below the head a reorg may still replace (the deepest chaos reorg)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
     by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
     warnings: list[str] = field(default_factory=list)  # what a policy cannot do on this node (once each)
+    # Streaming shards: ledger rows new or changed since the last tick (columns as agents.ledger.to_columns).
+    ledger: dict[str, list[Any]] | None = None
 
 
 @dataclass

@@ -82,6 +82,7 @@ from contracts.signing import dev_accounts  # noqa: E402
 from contracts.transact import Transactor  # noqa: E402
 from orchestrator.monitor import ChainMonitor, next_base_fee  # noqa: E402
 from orchestrator.nodes import AnvilNode, NodeSettings, mine, set_mining  # noqa: E402
+from orchestrator.run.ledger_stream import LedgerStream  # noqa: E402
 
 CONTRACTS = ("CollaborativeTrainer", "DataHandler", "Stakeable", "SparsePerceptron")
 TX_PER_SAMPLE = 2  # an add, then its refund
@@ -100,6 +101,8 @@ class Settings(argparse.Namespace):
     prune_history: int | None
     ray: bool
     quick: bool
+    refunds_only: bool
+    reorg_depth: int
     deadline_s: float
     out: Path | None
     reanalyze: Path | None
@@ -138,6 +141,11 @@ def plan(s: Settings) -> tuple[int, int, float]:
     return agents, per_agent, rate
 
 
+# --refunds-only: agents neither report nor take from others, so the claim loop keeps no per-agent
+# schedule of every public contribution (O(agents x contributions)): what is left is the ledger's memory.
+OWN_ONLY = {False: {}, True: {"report": False, "take_all": False}}
+
+
 def shard_configs(s: Settings, chain: Chain, agents: int, per_agent: int, rate: float) -> list[ShardConfig]:
     samples_total = math.ceil(s.tx / TX_PER_SAMPLE)
     specs = []
@@ -146,7 +154,7 @@ def shard_configs(s: Settings, chain: Chain, agents: int, per_agent: int, rate: 
         if k <= 0:
             break
         specs.append(AgentSpec(i, "honest", "honest", {"rate": rate, "arrival": "poisson", "max_in_flight": 8,
-                                                       "recheck_s": 60},
+                                                       "recheck_s": 60, **OWN_ONLY[s.refunds_only]},
                                [sample(j) for j in range(k)]))
     return [
         ShardConfig(
@@ -155,6 +163,7 @@ def shard_configs(s: Settings, chain: Chain, agents: int, per_agent: int, rate: 
             cost_weight=COST_WEIGHT, refund_wait=s.refund_wait, block_time=1, agents=specs[k::s.shards],
             fees=FeeStance(tip=TIP), data_handler=chain.system.data_handler, mechanism="stakeable",
             owner_claim_wait=8 * 86_400, any_address_claim_wait=9 * 86_400,
+            stream_ledger=True, reorg_depth=s.reorg_depth,  # as in a run: the ledger goes to the driver's log
         )
         for k in range(s.shards)
     ]
@@ -220,6 +229,7 @@ async def soak(s: Settings) -> dict[str, Any]:
               f"(funding {fund_s:.1f} s)", flush=True)
 
         monitor = ChainMonitor(chain.client)
+        ledger_log = LedgerStream(Path(tempfile.mkdtemp(prefix="dcai-soak-")) / "ledger.arrows")
         totals: Counter[str] = Counter()
         errors: list[str] = []
         ticks = 0
@@ -238,6 +248,7 @@ async def soak(s: Settings) -> dict[str, Any]:
                 tick_ms.append((time.perf_counter() - t) * 1e3)
                 ticks += 1
                 for r in reports:
+                    ledger_log.append(r.ledger)
                     totals.update(sent=r.sent, included=r.included, reverted=r.reverted, dropped=r.dropped,
                                   replaced=r.replaced)
                     errors.extend(r.errors[:2])
@@ -266,7 +277,9 @@ async def soak(s: Settings) -> dict[str, Any]:
                           + (f"  errors: {errors[-1]}" if errors else ""), flush=True)
             loop_s = time.perf_counter() - t0
             last = (await block_info(chain.client)).number
-            ledgers = await finalize(last)
+            ledger_log.extend(await finalize(last))
+            ledgers = [ledger_log.read()]  # each transaction's last row, as a run's ledger.parquet
+            ledger_log.discard()
         balances: dict[str, int] = {}
         for i in range(0, len(addresses), 1000):
             chunk = addresses[i:i + 1000]
@@ -289,6 +302,7 @@ async def soak(s: Settings) -> dict[str, Any]:
                          "rate_per_agent_per_s": rate, "per_block": s.per_block, "shards": s.shards, "ray": s.ray,
                          "gas_limit": s.gas_limit, "base_fee": 0, "tip_wei": TIP, "refund_wait_s": s.refund_wait,
                          "sample_s": s.sample_s, "prune_history": s.prune_history, "quick": s.quick,
+                         "refunds_only": s.refunds_only, "reorg_depth": s.reorg_depth,
                          "mining": "driven: tick every shard, then evm_mine with timestamp +1 s",
                          "workload": "honest agents: addData (10 even indices, label 1, the model agrees) "
                                      "then refund after the wait",
@@ -345,6 +359,10 @@ def parse(argv: list[str] | None = None) -> Settings:
     p.add_argument("--window", type=int, default=0, help="transactions per window (default: 1/20 of the run)")
     p.add_argument("--prune-history", type=int, nargs="?", const=0, default=None, metavar="N",
                    help="start anvil with --prune-history [N]")
+    p.add_argument("--refunds-only", action="store_true",
+                   help="agents claim only their own deposits: no per-agent view of others' contributions")
+    p.add_argument("--reorg-depth", type=int, default=64,
+                   help="blocks a shard keeps settled ledger records (a run: 64, or its deepest chaos reorg)")
     p.add_argument("--no-ray", dest="ray", action="store_false", help="shards in this process, not Ray actors")
     p.add_argument("--deadline-s", type=float, default=3600.0, help="stop the loop after this long regardless")
     p.add_argument("--out", type=Path, default=None,

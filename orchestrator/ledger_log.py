@@ -128,3 +128,16 @@ def read_log(path: Path, key: str = "tx_hash") -> tuple[pa.Table, bool]:
         first.setdefault(k, i)
     rows = [last[k] for k in sorted(first, key=first.__getitem__)]
     return table.take(pa.array(rows, type=pa.int64())), complete
+
+
+def read_columns(path: Path, key: str = "tx_hash") -> dict[str, list[Any]]:
+    """`read_log` as Python columns, wei amounts as ints (what the results writers and readers use)."""
+    table, _complete = read_log(path, key)
+    cols: dict[str, list[Any]] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        values = col.to_pylist()
+        if pa.types.is_decimal(col.type):
+            values = [None if v is None else int(v) for v in values]
+        cols[name] = values
+    return cols

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_NAME = "report.html"
+LEDGER_LOG = "ledger.arrows"  # the ledger as streamed during the run (orchestrator/run/ledger_stream.py)
 TABLES = ("blocks", "ledger", "agents", "accuracy", "contributions")
 MINED = ("included", "reverted")
 
@@ -67,6 +68,19 @@ def _read_table(path: Path) -> tuple[dict[str, list[Any]] | None, str | None]:
     return cols, None
 
 
+def _read_log(path: Path) -> tuple[dict[str, list[Any]] | None, str | None]:
+    """A run that never wrote ledger.parquet (killed, or failed before its end) leaves the ledger log
+    its ticks streamed: each transaction's last row, up to the last complete batch."""
+    try:
+        from .ledger_log import read_columns
+
+        cols = read_columns(path)
+    except Exception as e:  # noqa: BLE001 - a damaged file must not cost the rest of the report
+        return None, f"{path.name} could not be read ({type(e).__name__}: {e})"
+    n = len(cols.get("tx_hash", []))
+    return cols, (f"{path.name} has no rows" if n == 0 else None)
+
+
 def read_folder(path: Path) -> Folder:
     f = Folder(Path(path))
     f.summary, note = _read_json(f.path / "summary.json")
@@ -93,6 +107,8 @@ def read_folder(path: Path) -> Folder:
         f.notes.setdefault("scenario", "scenario.json and scenario.yaml are missing")
     for name in TABLES:
         cols, note = _read_table(f.path / f"{name}.parquet")
+        if name == "ledger" and cols is None and (f.path / LEDGER_LOG).exists():
+            cols, note = _read_log(f.path / LEDGER_LOG)
         f.tables[name] = cols
         if note:
             f.notes[name] = note

@@ -99,7 +99,7 @@ async def test_stuck_transaction_is_replaced(anvil, client, tx, compiled, dev, c
             await client.batch([("eth_sendRawTransaction", [(await flood.sign(dev[3].address, b"", 1, gas=21_000)).raw_hex])
                                 for _ in range(5)])
             await mine(client, h.timestamp + 1)
-        mid = [r for r in core.records]
+        mid = list(core.records.values())
         assert len(mid) == 2, "the stuck call was re-sent once"
         original, replacement = mid
         assert replacement.replaces == original.tx_hash and replacement.nonce == original.nonce

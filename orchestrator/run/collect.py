@@ -22,6 +22,7 @@ from ..incentives import to_columns as account_columns
 from ..monitor import BLOCK_COLUMNS
 from ..results import merge_columns, rows_to_columns, write_json, write_table
 from ..summary import build_summary
+from .ledger_stream import LedgerStream
 from .state import RunResult
 from .world import World, balances
 
@@ -49,13 +50,17 @@ def fill_static(world: World, result: RunResult) -> None:
         result.test_labels = [int(x) for x in world.evaluator.labels]
 
 
-async def collect(world: World, result: RunResult) -> None:
-    """Pull ledgers and stats from the shards and the end balances from the chain into `result`."""
+async def collect(world: World, result: RunResult, ledger: LedgerStream | None = None) -> None:
+    """Pull ledgers and stats from the shards and the end balances from the chain into `result`.
+    With `ledger` (streaming shards) the shards hand over only their last rows; the ledger is then
+    read back from the log on disk, also when a shard cannot answer any more."""
     state, client, pool = result.state, world.client, world.pool
     fill_static(world, result)
     result.ledger = {name: [] for name in LEDGER_COLUMNS}
     result.contributions = {name: [] for name in CONTRIBUTION_COLUMNS}
     if not pool.shards:
+        if ledger is not None:
+            result.ledger = _from_log(ledger)
         return
     last = state.last_block
     if last < 0 and client is not None:
@@ -64,7 +69,13 @@ async def collect(world: World, result: RunResult) -> None:
         except Exception:  # noqa: BLE001 - node gone: shards settle with what they have
             last = 0
     try:
-        result.ledger = merge_columns(await pool.finalize(last), LEDGER_COLUMNS)
+        parts = await pool.finalize(last)
+        if ledger is not None:
+            for part in parts:
+                ledger.append(part)
+            result.ledger = _from_log(ledger)
+        else:
+            result.ledger = merge_columns(parts, LEDGER_COLUMNS)
         state.shard_stats = await pool.stats()
         state.rpc["shards"] = merge_stats([s.get("rpc", {}) for s in state.shard_stats])
         agents = await pool.agent_summaries()
@@ -80,6 +91,14 @@ async def collect(world: World, result: RunResult) -> None:
     except Exception as e:  # noqa: BLE001 - a dead shard must not cost the rest of the results
         log.error("could not collect the ledger from every shard", error=f"{type(e).__name__}: {e}")
         state.tick_errors.append(logs.redact_text(f"ledger collection: {type(e).__name__}: {e}"))
+        if ledger is not None and not result.ledger["tx_hash"]:
+            result.ledger = _from_log(ledger)  # every row the ticks handed over is on disk
+
+
+def _from_log(ledger: LedgerStream) -> dict[str, list[Any]]:
+    ledger.close()
+    cols = ledger.read()
+    return {name: cols.get(name, []) for name in LEDGER_COLUMNS}
 
 
 async def _points(world: World, addresses: list[str], tag: int) -> dict[str, int]:

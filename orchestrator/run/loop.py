@@ -34,6 +34,7 @@ from ..scenario import Scenario
 from ..telemetry import Telemetry
 from .chaos import ChaosSchedule
 from .collect import collect, write_results
+from .ledger_stream import LEDGER_LOG, LedgerStream
 from .progress import Progress
 from .recorder import Recorder
 from .recovery import Recovery
@@ -65,7 +66,7 @@ class Run:
         self.show_progress = scenario.outputs.progress if progress is None else progress
         self.state = RunState()
         self.telemetry = Telemetry(self.run_id, scenario.telemetry, endpoint_file=self.run_dir / "telemetry.json")
-        self.recorder = Recorder(self.state, self.telemetry)
+        self.recorder = Recorder(self.state, self.telemetry, LedgerStream(self.run_dir / LEDGER_LOG))
         from ..invariants.wiring import make_metrics  # Prometheus /metrics, fed by the telemetry calls
 
         self.metrics = make_metrics(self)
@@ -365,7 +366,7 @@ class Run:
 
     async def _finish(self) -> None:
         """Collect, write the results (and the bundle while the node is up), then tear down."""
-        await collect(self.world, self.result)
+        await collect(self.world, self.result, self.recorder.ledger)
         if self.invariants is not None:
             await self.invariants.finish()  # violation bundles still being written need the node
             self.result.invariants = self.invariants.summary()
@@ -376,6 +377,8 @@ class Run:
         if self.world.client is not None:
             self.state.rpc["driver"] = self.world.client.stats()
         write_results(self.result)
+        if self.recorder.ledger is not None:
+            self.recorder.ledger.discard()  # ledger.parquet now holds it (the log stays if writing failed)
         if self.scenario.outputs.bundle and self.world.client is not None:  # save_bundle never raises
             from ..bundle import save_bundle
 

@@ -10,6 +10,7 @@ import structlog
 
 from .. import logs
 
+from .ledger_stream import LedgerStream
 from .state import RunState
 
 log = structlog.get_logger("dcai.run")
@@ -18,9 +19,10 @@ MAX_TICK_ERRORS = 100  # kept in the summary; every one is logged
 
 
 class Recorder:
-    def __init__(self, state: RunState, telemetry: Any):
+    def __init__(self, state: RunState, telemetry: Any, ledger: LedgerStream | None = None):
         self.state = state
         self.telemetry = telemetry
+        self.ledger = ledger  # the ledger log on disk: every tick's rows, flushed as they come
 
     def event(self, kind: str, head_number: int, *, telemetry_kind: str | None = None, log_level: str = "info",
               **fields: Any) -> dict[str, Any]:
@@ -56,10 +58,13 @@ class Recorder:
         log.debug("model evaluated", block=rec.block, accuracy=rec.accuracy)
 
     def reports(self, reports: list[Any]) -> None:
-        """A tick's reports: transaction counters, per-group counts, and the shards' errors."""
+        """A tick's reports: ledger rows (to disk first), transaction counters, per-group counts, and the
+        shards' errors."""
         s = self.state
         by_group: dict[str, dict[str, int]] = {}
         for r in reports:
+            if self.ledger is not None:
+                self.ledger.append(r.ledger)
             s.sent += r.sent
             s.included += r.included
             s.reverted += r.reverted

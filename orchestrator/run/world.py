@@ -37,6 +37,7 @@ from .shards import ShardPool
 from .state import RunError, RunState
 
 log = structlog.get_logger("dcai.run")
+REORG_DEPTH = 64  # blocks a shard keeps settled ledger records before forgetting them (streamed to disk)
 
 FUNDING_BATCH = 500
 
@@ -246,6 +247,11 @@ class World:
             data_handler=system.data_handler,
             keep_raw=self.node is not None and bool(sc.chain.checkpoint_every),
             model_contract=system.model_contract, n_classes=self.n_classes, n_features=system.n_features,
+            # The ledger streams to the results folder; shards keep a record while a reorg of the
+            # scenario could still reopen it (the deepest chaos reorg, at least REORG_DEPTH blocks).
+            stream_ledger=True,
+            reorg_depth=max([REORG_DEPTH, *(int(getattr(e, "blocks", 0)) for e in sc.schedule.chaos
+                                            if getattr(e, "event", None) == "reorg")]),
         )
 
     async def _fund(self, tx: Transactor, ordered_specs: list[AgentSpec], addresses: list[str]) -> None:
