@@ -51,6 +51,7 @@ from .shard_calls import FreeCalls
 from .shard_faults import Faults
 from .shard_outcomes import Outcomes
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
+from .shard_wake import WakeSchedule
 from .wallet import FeeStance, Wallet
 
 # Inclusion latency buckets (blocks) counted per group in tick reports: the Prometheus histogram's.
@@ -83,18 +84,9 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             stake=config.stake,
         )
         self.agents: list[Agent] = []
-        for spec in config.agents:
-            account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
-            rng = np.random.default_rng([config.seed, spec.agent_id])
-            samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
-            policy = resolve_policy(spec.policy)(PolicyContext(
-                spec.agent_id, rng, spec.params, samples, n_classes=config.n_classes,
-                dense=config.model_contract.startswith("Dense"), n_features=config.n_features))
-            fees = spec.fees or config.fees
-            if config.unique_tips:
-                fees = replace(fees, tip=fees.tip + spec.agent_id)
-            self.agents.append(Agent(spec, Wallet(account, config.chain_id), policy, fees))
-        self._agent_by_address = {a.wallet.address: a for a in self.agents}
+        self._agent_by_address: dict[str, Agent] = {}
+        self._wakes = WakeSchedule(0)
+        self._add_agents(config.agents)
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: list[PublicContribution] = []
@@ -114,6 +106,41 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self._pool = PoolView()  # txpool methods, or the pending block where the node has none
         self.cpu_s = 0.0  # inside ticks: the agents' own work
         self._cpu_start = time.process_time()  # whole process, Ray's threads included
+
+    def _add_agents(self, specs: list[AgentSpec]) -> list[Agent]:
+        config = self.config
+        added = []
+        for spec in specs:
+            account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
+            rng = np.random.default_rng([config.seed, spec.agent_id])
+            samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
+            policy = resolve_policy(spec.policy)(PolicyContext(
+                spec.agent_id, rng, spec.params, samples, n_classes=config.n_classes,
+                dense=config.model_contract.startswith("Dense"), n_features=config.n_features))
+            fees = spec.fees or config.fees
+            if config.unique_tips:
+                fees = replace(fees, tip=fees.tip + spec.agent_id)
+            a = Agent(spec, Wallet(account, config.chain_id), policy, fees)
+            a.slot = len(self.agents)
+            if a.wallet.address in self._agent_by_address:
+                raise ValueError(f"agent {spec.agent_id}: its address is already one of this shard's agents")
+            self.agents.append(a)
+            self._agent_by_address[a.wallet.address] = a
+            added.append(a)
+        self._wakes.grow([a.policy.public_horizon(self.mechanism) for a in added])
+        return added
+
+    async def add_agents(self, specs: list[AgentSpec]) -> list[str]:
+        """More agents in a started shard (they step from the next tick). Returns their addresses,
+        for funding. Used to grow a population in steps (benchmarks/scale.py)."""
+        added = self._add_agents(specs)
+        self.needs_public = self.needs_public or any(getattr(a.policy, "needs_public", False) for a in added)
+        if self.rpc is not None:
+            nonces = await asyncio.gather(*(self.rpc.call("eth_getTransactionCount", a.wallet.address, "pending")
+                                            for a in added))
+            for a, n in zip(added, nonces):
+                a.wallet.set_nonce(int(n, 16))
+        return [a.wallet.address for a in added]
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -148,6 +175,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         report = TickReport(self.config.shard_id, block.number)
+        due: list[int] = []
         before = self._status_counts()
         self._cache = {}
         try:
@@ -159,7 +187,9 @@ class ShardCore(FreeCalls, Outcomes, Faults):
                 if self.incentive_abi is not None and self.mechanism.cost_weight:
                     self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
                                                             "lastUpdateTime"))
-                await asyncio.gather(*(self._step(a, block, report) for a in self.agents))
+                due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
+                                      {p.agent.slot for p in self.pending.values()})
+                await asyncio.gather(*(self._step(self.agents[i], block, report) for i in due))
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
         after = self._status_counts()
@@ -169,13 +199,25 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
         report.by_group = self._group_counts()
-        report.warnings = self._policy_warnings()
-        wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
-        report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
+        report.warnings = self._policy_warnings(due)
+        report.next_wake = self._next_wakes(block, due) if self.acting else FINISHED
         report.finished = report.next_wake == FINISHED and not self.pending
         report.step_ms = (time.perf_counter() - wall0) * 1000
         self.cpu_s += time.process_time() - cpu0
         return report
+
+    def _wake_context(self, block: BlockInfo) -> tuple[object, ...]:
+        """What moves every agent's wake at once: a change steps them all (shard_wake.py)."""
+        return (self.acting, self.settling, block.load, block.block_time or self.config.block_time)
+
+    def _next_wakes(self, block: BlockInfo, stepped: list[int]) -> int | None:
+        """Evaluate the wake of the agents stepped this tick, and of those asleep whose wake a new
+        public contribution may bring forward; the shard's next wake is then the earliest."""
+        again = self._wakes.stale_by_public(self.public, set(stepped))
+        for i in (stepped if not again else sorted({*stepped, *again})):
+            a = self.agents[i]
+            self._wakes.set(i, a.policy.next_wake(self._observe(a, block)), a.wants_pool)
+        return self._wakes.next_wake()
 
     def _group_counts(self) -> dict[str, dict[str, int]]:
         # Also per group: inclusion latency in blocks (sum and cumulative bucket counts, for the
@@ -213,10 +255,11 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             reserved=agent.reserved, fee_cap=agent.fees.price(block.base_fee)[1],
         )
 
-    def _policy_warnings(self) -> list[str]:
-        """What policies said they cannot do on this node (e.g. no txpool methods), once each."""
+    def _policy_warnings(self, stepped: list[int]) -> list[str]:
+        """What policies said they cannot do on this node (e.g. no txpool methods), once each: only
+        the agents stepped this tick can have found something new."""
         out = []
-        for a in self.agents:
+        for a in (self.agents[i] for i in stepped):
             for w in getattr(a.policy, "warnings", ()):
                 if w not in self._warned:
                     self._warned.add(w)
@@ -405,6 +448,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         """Replacement shard: take the dead one's snapshot, then adopt from the chain what its
         agents sent after it (agents/shard_recovery.py)."""
         block = shard_recovery.restore(self, blob)
+        self._wakes.wake_all()  # the policies are the snapshot's: every stored wake is another's
         return await shard_recovery.adopt(self, block + 1, head, self._pool)
 
 

@@ -110,6 +110,8 @@ class Agent:
         self.spent = 0
         self.reserved = 0  # worst-case cost of its pending transactions (value + gas limit * max fee)
         self.claims_in_flight: set[tuple[str, int, int, tuple[int, ...]]] = set()
+        self.slot = -1  # its position in the shard's agent list (the wake schedule's key)
+        self.wants_pool = False  # asked for the node's pending pool at its last step: stepped every block
 
     def new_contribution(self, sample: Sample) -> Contribution:
         c = Contribution(len(self.contributions), sample.data, sample.label)
