@@ -86,6 +86,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self.agents: list[Agent] = []
         self._agent_by_address: dict[str, Agent] = {}
         self._wakes = WakeSchedule(0)
+        self._maybe_unsynced: set[int] | None = None  # see tick
         self._add_agents(config.agents)
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
@@ -176,20 +177,28 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         wall0 = time.perf_counter()
         report = TickReport(self.config.shard_id, block.number)
         due: list[int] = []
+        agents_s = 0.0
         before = self._status_counts()
         self._cache = {}
+        # Wallets a nonce error may have touched since the last tick: the agents stepped then, and those
+        # with a transaction in flight (their outcomes come in now). None: every agent.
+        unsynced = self._maybe_unsynced
+        if unsynced is not None:
+            unsynced = unsynced | {p.agent.slot for p in self.pending.values()}
         try:
             await self._read_blocks(block.number)
             await self._check_stale(block.number)
             await self._replace_stuck(block, report)
-            await self._resync_nonces()
+            await self._resync_nonces(among=unsynced)
             if self.acting:
                 if self.incentive_abi is not None and self.mechanism.cost_weight:
                     self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
                                                             "lastUpdateTime"))
+                t = time.perf_counter()
                 due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
                                       {p.agent.slot for p in self.pending.values()})
                 await asyncio.gather(*(self._step(self.agents[i], block, report) for i in due))
+                agents_s = time.perf_counter() - t
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
         after = self._status_counts()
@@ -200,7 +209,11 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         report.in_flight = len(self.pending)
         report.by_group = self._group_counts()
         report.warnings = self._policy_warnings(due)
+        t = time.perf_counter()
         report.next_wake = self._next_wakes(block, due) if self.acting else FINISHED
+        self._maybe_unsynced = set(due) | (unsynced or set())
+        report.stepped = len(due)
+        report.agents_ms = (agents_s + time.perf_counter() - t) * 1000
         report.finished = report.next_wake == FINISHED and not self.pending
         report.step_ms = (time.perf_counter() - wall0) * 1000
         self.cpu_s += time.process_time() - cpu0
@@ -425,6 +438,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
                             report=report)
                  for a, bal in zip(self.agents, balances) if int(bal) > 0 and not a.wallet.needs_resync]
         await asyncio.gather(*sends)
+        self._maybe_unsynced = None  # any agent may have sent
         return len(sends)
 
 
@@ -449,12 +463,34 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         agents sent after it (agents/shard_recovery.py)."""
         block = shard_recovery.restore(self, blob)
         self._wakes.wake_all()  # the policies are the snapshot's: every stored wake is another's
+        self._maybe_unsynced = None
         return await shard_recovery.adopt(self, block + 1, head, self._pool)
 
 
-    async def _resync_nonces(self, force: bool = False) -> None:
+    # Faults settle or undo transactions between ticks, for agents that may be asleep: every agent
+    # steps and every wallet is looked at next tick (rare events; O(agents) once).
+    def _after_fault(self) -> None:
+        self._wakes.wake_all()
+        self._maybe_unsynced = None
+
+    async def notify_dropped(self, hashes: list[str], block: BlockInfo) -> int:
+        self._after_fault()
+        return await super().notify_dropped(hashes, block)
+
+    async def notify_restart(self, first_lost: int) -> dict[str, int]:
+        self._after_fault()
+        return await super().notify_restart(first_lost)
+
+    async def notify_reorg(self, first_replaced: int) -> int:
+        self._after_fault()
+        return await super().notify_reorg(first_replaced)
+
+    async def _resync_nonces(self, force: bool = False, among: set[int] | None = None) -> None:
+        """Read the nonce of wallets that lost track of theirs (all with `force`); `among`: only these
+        agent slots can have (see tick), None: look at every agent."""
         assert self.rpc is not None
-        agents = [a for a in self.agents if force or a.wallet.needs_resync]
+        pool = self.agents if among is None or force else [self.agents[i] for i in sorted(among)]
+        agents = [a for a in pool if force or a.wallet.needs_resync]
         # Only once nothing of theirs is in flight: a pending transaction would make the count ambiguous.
         agents = [a for a in agents if force or a.in_flight == 0]
         if not agents:

@@ -81,6 +81,8 @@ class TickReport:
     next_wake: int | None = None
     finished: bool = False
     step_ms: float = 0.0
+    stepped: int = 0  # agents stepped this tick (those due: see shard_wake.py)
+    agents_ms: float = 0.0  # of step_ms: choosing, stepping and re-scheduling agents
     errors: list[str] = field(default_factory=list)
     by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
     warnings: list[str] = field(default_factory=list)  # what a policy cannot do on this node (once each)
