@@ -10,11 +10,11 @@ processes sampled throughout (Ray's own processes and the node are reported apar
   then for each step of the population:
   3. add the step's agents to the shards (`ShardCore.add_agents`: keys derived, policies built,
      nonces read);
-  4. fund them the way a run does: `orchestrator.run.world.World._fund` (a signed transfer per
-     wallet from the dev account through `contracts.transact.Transactor`, batches of 500, the node
-     in automine as during a run's set-up), its time split into signing and sending/waiting; then,
-     for comparison, the same wallets funded by pre-signed transfers in JSON-RPC batches with one
-     block mined per batch (`benchmarks/common.fund_batched`);
+  4. fund them by pre-signed transfers in JSON-RPC batches with one block mined per batch
+     (`benchmarks/common.fund_batched`); the first `--runner-funding` agents (10,000) also the way a
+     run does, first: `orchestrator.run.world.World._fund` (a signed transfer per wallet from the dev
+     account through `contracts.transact.Transactor`, batches of 500, the node in automine as during
+     a run's set-up, so a block per transfer), its time split into signing and sending/waiting;
   5. ticks, driven mining as in a driven run (tick every shard, then mine): every new agent adds
      once in the first tick, then ticks until every transaction is final; then a few idle ticks
      (nothing in flight, every agent so far asleep until its refund a day later): the per-tick cost
@@ -199,14 +199,19 @@ async def grow(a: argparse.Namespace, phases: Phases, chain: Any, shards: list[A
                                                                   for i, s in enumerate(shards))))
     add_s = phases.last
     addresses = [x for lst in lists for x in lst]
-    await set_mining(chain.client, "auto")  # funding as during a run's set-up
-    tx = Transactor(chain.client, chain.funder, chain.chain_id)
-    try:
-        funding = await timed(phases, "fund_runner_s", runner_funding(chain.client, tx, group, addresses, k))
-    except Exception as e:  # noqa: BLE001 - the run's code changed shape: say so, go on
-        funding = {"error": f"{type(e).__name__}: {e}"}
-        print(f"  runner funding failed: {funding['error']}")
-    fund_runner_s = phases.last
+    funding: dict[str, Any] = {}
+    fund_runner_s = None
+    if group[0].agent_id < a.runner_funding:
+        # The run's own way, in automine as during a run's set-up: a block per transfer, which costs
+        # the node about 10x the batched way on a loaded machine, so only for the first agents.
+        await set_mining(chain.client, "auto")
+        tx = Transactor(chain.client, chain.funder, chain.chain_id)
+        try:
+            funding = await timed(phases, "fund_runner_s", runner_funding(chain.client, tx, group, addresses, k))
+        except Exception as e:  # noqa: BLE001 - the run's code changed shape: say so, go on
+            funding = {"error": f"{type(e).__name__}: {e}"}
+            print(f"  runner funding failed: {funding['error']}")
+        fund_runner_s = phases.last
     fast_s = await timed(phases, "fund_batched_s", fund_batched(chain, addresses, FUNDING, batch=500))
     await set_mining(chain.client, "driven")
     n_ticks = len(ticks)
@@ -240,7 +245,7 @@ async def grow(a: argparse.Namespace, phases: Phases, chain: Any, shards: list[A
         "rss_mib": {**rss, "per_shard": [round(proc_rss_bytes(p) / MIB, 1) for p in shard_pids()]},
         "load": os.getloadavg(), "addresses": addresses,
     }
-    print(f"     {total:>7,} agents: add {add_s:.1f} s, fund {fund_runner_s:.1f} s (batched {fast_s:.1f} s), "
+    print(f"     {total:>7,} agents: add {add_s:.1f} s, fund {fund_runner_s or 0:.1f} s (batched {fast_s:.1f} s), "
           f"{len(mine_active)} active ticks (first {line['first_tick_ms']:.0f} ms), idle tick "
           f"{line['idle_tick_ms_median'] or 0:.0f} ms (shard step {line['idle_shard_step_ms_median'] or 0:.0f} ms, "
           f"agents {line['idle_shard_agents_ms_median'] or 0:.1f} ms, stepped {line['idle_stepped']}), "
@@ -372,9 +377,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
           f"{', '.join(f'{v:.0f}' for v in result['peak_rss_mib']['shards'].values())}); Ray's own processes "
           f"{ray_rss:.0f} MiB; node {node_rss:.0f} MiB")
     if "total_s" in funding:
-        print(f"  funding {n:,} wallets the run's way: {funding['total_s']:.1f} s (signing {funding['sign_s']:.1f} s, "
+        print(f"  funding {funding['transfers']:,} wallets the run's way: {funding['total_s']:.1f} s (signing {funding['sign_s']:.1f} s, "
               f"sending and waiting {funding['send_and_wait_s']:.1f} s, {funding['http_requests']:,} HTTP requests); "
-              f"pre-signed in batches: {fast_s:.1f} s")
+              f"pre-signed in batches: {fast_s:.1f} s for {n:,}")
     print(f"total {wall:.0f} s")
     return result
 
@@ -385,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=max(1, os.cpu_count() or 1))
     p.add_argument("--gas-limit", type=int, default=60_000_000)
     p.add_argument("--idle-ticks", type=int, default=5)
+    p.add_argument("--runner-funding", type=int, default=10_000, metavar="N",
+                   help="fund the first N agents also the run's way (World._fund, automine), for comparison")
     p.add_argument("--step", type=int, default=None,
                    help="grow the population by this many agents at a time, with a line of costs per step "
                         "(default 10,000 above 10,000 agents, else all at once)")
