@@ -261,6 +261,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     n = a.agents
     quiet = wait_quiet(a.wait_idle) if a.wait_idle > 0 else None
     busy0, cpu0 = machine_busy_s(), time.process_time()
+    load0 = os.getloadavg()  # other helpers share the machine: say how busy it was
     print(f"scale: {n:,} agents in {a.shards} Ray shards, blocks of {a.gas_limit:,} gas, base fee 0", flush=True)
 
     async def ray_init() -> None:  # in the main thread: Ray installs its signal handlers there
@@ -331,7 +332,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "scale",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
-        "load_before": os.getloadavg(),
+        "load_before": load0,
         "settings": {"agents": n, "step": a.step, "shards": a.shards, "gas_limit": a.gas_limit, "base_fee": 0,
                      "mining": "driven: tick every shard, then evm_mine (as a driven run)",
                      "idle_ticks": a.idle_ticks, "quick": a.quick,
