@@ -306,6 +306,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                 for k, v in f.items():
                     funding[k] = funding.get(k, 0) + v if isinstance(v, (int, float)) and k != "batch" else v
                 fast_s += steps[-1]["fund_batched_s"]
+                # The lines so far, in case a long run is cut short (a shared machine, a deadline).
+                a.out.with_suffix(".steps.json").write_text(json.dumps(steps, indent=1, default=str) + "\n")
             assert len(set(addresses)) == n
             last = (await latest(chain.client)).number
             ledgers = await timed(phases, "finalize_s", asyncio.gather(*(s.finalize.remote(last) for s in shards)))
@@ -410,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--agents and --step must be at least 1")
     if a.out is None:
         a.out = Path(tempfile.mkdtemp(prefix="dcai-bench-")) / "scale.json" if a.quick else RESULTS / "scale.json"
-    result = asyncio.run(main_async(a))
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(main_async(a))
     a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"written {a.out}")
     return 0
