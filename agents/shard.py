@@ -52,6 +52,7 @@ from .shard_calls import FreeCalls
 from .shard_faults import Faults
 from .shard_outcomes import Outcomes
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
+from .shard_wake import WakeSchedule
 from .wallet import FeeStance, Wallet
 
 
@@ -81,18 +82,10 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             stake=config.stake, claims=config.claims, report_share_bps=config.report_share_bps,
         )
         self.agents: list[Agent] = []
-        for spec in config.agents:
-            account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
-            rng = np.random.default_rng([config.seed, spec.agent_id])
-            samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
-            policy = resolve_policy(spec.policy)(PolicyContext(
-                spec.agent_id, rng, spec.params, samples, n_classes=config.n_classes,
-                dense=config.model_contract.startswith("Dense"), n_features=config.n_features))
-            fees = spec.fees or config.fees
-            if config.unique_tips:
-                fees = replace(fees, tip=fees.tip + spec.agent_id)
-            self.agents.append(Agent(spec, Wallet(account, config.chain_id), policy, fees))
-        self._agent_by_address = {a.wallet.address: a for a in self.agents}
+        self._agent_by_address: dict[str, Agent] = {}
+        self._wakes = WakeSchedule(0)
+        self._maybe_unsynced: set[int] | None = None  # see tick
+        self._add_agents(config.agents)
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: list[PublicContribution] = []
@@ -115,6 +108,41 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         self._pool = PoolView()  # txpool methods, or the pending block where the node has none
         self.cpu_s = 0.0  # inside ticks: the agents' own work
         self._cpu_start = time.process_time()  # whole process, Ray's threads included
+
+    def _add_agents(self, specs: list[AgentSpec]) -> list[Agent]:
+        config = self.config
+        added = []
+        for spec in specs:
+            account = LocalAccount.from_key(derive_key(config.seed, spec.agent_id))
+            rng = np.random.default_rng([config.seed, spec.agent_id])
+            samples = [Sample(tuple(d), int(y)) for d, y in spec.samples]
+            policy = resolve_policy(spec.policy)(PolicyContext(
+                spec.agent_id, rng, spec.params, samples, n_classes=config.n_classes,
+                dense=config.model_contract.startswith("Dense"), n_features=config.n_features))
+            fees = spec.fees or config.fees
+            if config.unique_tips:
+                fees = replace(fees, tip=fees.tip + spec.agent_id)
+            a = Agent(spec, Wallet(account, config.chain_id), policy, fees)
+            a.slot = len(self.agents)
+            if a.wallet.address in self._agent_by_address:
+                raise ValueError(f"agent {spec.agent_id}: its address is already one of this shard's agents")
+            self.agents.append(a)
+            self._agent_by_address[a.wallet.address] = a
+            added.append(a)
+        self._wakes.grow([a.policy.public_horizon(self.mechanism) for a in added])
+        return added
+
+    async def add_agents(self, specs: list[AgentSpec]) -> list[str]:
+        """More agents in a started shard (they step from the next tick). Returns their addresses,
+        for funding. Used to grow a population in steps (benchmarks/scale.py)."""
+        added = self._add_agents(specs)
+        self.needs_public = self.needs_public or any(getattr(a.policy, "needs_public", False) for a in added)
+        if self.rpc is not None:
+            nonces = await asyncio.gather(*(self.rpc.call("eth_getTransactionCount", a.wallet.address, "pending")
+                                            for a in added))
+            for a, n in zip(added, nonces):
+                a.wallet.set_nonce(int(n, 16))
+        return [a.wallet.address for a in added]
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -149,18 +177,29 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
         report = TickReport(self.config.shard_id, block.number)
+        due: list[int] = []
+        agents_s = 0.0
         before = dict(self.ledger.totals)
         self._cache = {}
+        # Wallets a nonce error may have touched since the last tick: the agents stepped then, and those
+        # with a transaction in flight (their outcomes come in now). None: every agent.
+        unsynced = self._maybe_unsynced
+        if unsynced is not None:
+            unsynced = unsynced | {p.agent.slot for p in self.pending.values()}
         try:
             await self._read_blocks(block.number)
             await self._check_stale(block.number)
             await self._replace_stuck(block, report)
-            await self._resync_nonces()
+            await self._resync_nonces(among=unsynced)
             if self.acting:
                 if self.incentive_abi is not None and self.mechanism.cost_weight:
                     self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
                                                             "lastUpdateTime"))
-                await asyncio.gather(*(self._step(a, block, report) for a in self.agents))
+                t = time.perf_counter()
+                due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
+                                      {p.agent.slot for p in self.pending.values()})
+                await asyncio.gather(*(self._step(self.agents[i], block, report) for i in due))
+                agents_s = time.perf_counter() - t
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
         after = self.ledger.totals  # running counters: a tick costs the same at the millionth transaction
@@ -170,9 +209,12 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         report.replaced = after[TxStatus.REPLACED] - before[TxStatus.REPLACED]
         report.in_flight = len(self.pending)
         report.by_group = self.ledger.group_counts()
-        report.warnings = self._policy_warnings()
-        wakes = [a.policy.next_wake(self._observe(a, block)) for a in self.agents] if self.acting else [FINISHED]
-        report.next_wake = None if any(w is None for w in wakes) else min(w for w in wakes if w is not None)
+        report.warnings = self._policy_warnings(due)
+        t = time.perf_counter()
+        report.next_wake = self._next_wakes(block, due) if self.acting else FINISHED
+        self._maybe_unsynced = set(due) | (unsynced or set())
+        report.stepped = len(due)
+        report.agents_ms = (agents_s + time.perf_counter() - t) * 1000
         report.finished = report.next_wake == FINISHED and not self.pending
         if self.ledger.stream:
             report.ledger = self.take_ledger()
@@ -184,6 +226,19 @@ class ShardCore(FreeCalls, Outcomes, Faults):
     def records(self) -> dict[str, LedgerRecord]:
         """The ledger records this shard still holds (all of them unless the ledger streams)."""
         return self.ledger.records
+
+    def _wake_context(self, block: BlockInfo) -> tuple[object, ...]:
+        """What moves every agent's wake at once: a change steps them all (shard_wake.py)."""
+        return (self.acting, self.settling, block.load, block.block_time or self.config.block_time)
+
+    def _next_wakes(self, block: BlockInfo, stepped: list[int]) -> int | None:
+        """Evaluate the wake of the agents stepped this tick, and of those asleep whose wake a new
+        public contribution may bring forward; the shard's next wake is then the earliest."""
+        again = self._wakes.stale_by_public(self.public, set(stepped))
+        for i in (stepped if not again else sorted({*stepped, *again})):
+            a = self.agents[i]
+            self._wakes.set(i, a.policy.next_wake(self._observe(a, block)), a.wants_pool)
+        return self._wakes.next_wake()
 
     def take_ledger(self) -> dict[str, list[Any]]:
         """What changed in the ledger since the last call, as columns, for the driver's log; final
@@ -213,10 +268,11 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             reserved=agent.reserved, fee_cap=agent.fees.price(block.base_fee)[1],
         )
 
-    def _policy_warnings(self) -> list[str]:
-        """What policies said they cannot do on this node (e.g. no txpool methods), once each."""
+    def _policy_warnings(self, stepped: list[int]) -> list[str]:
+        """What policies said they cannot do on this node (e.g. no txpool methods), once each: only
+        the agents stepped this tick can have found something new."""
         out = []
-        for a in self.agents:
+        for a in (self.agents[i] for i in stepped):
             for w in getattr(a.policy, "warnings", ()):
                 if w not in self._warned:
                     self._warned.add(w)
@@ -382,6 +438,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
                             report=report)
                  for a, bal in zip(self.agents, balances) if int(bal) > 0 and not a.wallet.needs_resync]
         await asyncio.gather(*sends)
+        self._maybe_unsynced = None  # any agent may have sent
         return len(sends)
 
 
@@ -405,12 +462,35 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         """Replacement shard: take the dead one's snapshot, then adopt from the chain what its
         agents sent after it (agents/shard_recovery.py)."""
         block = shard_recovery.restore(self, blob)
+        self._wakes.wake_all()  # the policies are the snapshot's: every stored wake is another's
+        self._maybe_unsynced = None
         return await shard_recovery.adopt(self, block + 1, head, self._pool)
 
 
-    async def _resync_nonces(self, force: bool = False) -> None:
+    # Faults settle or undo transactions between ticks, for agents that may be asleep: every agent
+    # steps and every wallet is looked at next tick (rare events; O(agents) once).
+    def _after_fault(self) -> None:
+        self._wakes.wake_all()
+        self._maybe_unsynced = None
+
+    async def notify_dropped(self, hashes: list[str], block: BlockInfo) -> int:
+        self._after_fault()
+        return await super().notify_dropped(hashes, block)
+
+    async def notify_restart(self, first_lost: int) -> dict[str, int]:
+        self._after_fault()
+        return await super().notify_restart(first_lost)
+
+    async def notify_reorg(self, first_replaced: int) -> int:
+        self._after_fault()
+        return await super().notify_reorg(first_replaced)
+
+    async def _resync_nonces(self, force: bool = False, among: set[int] | None = None) -> None:
+        """Read the nonce of wallets that lost track of theirs (all with `force`); `among`: only these
+        agent slots can have (see tick), None: look at every agent."""
         assert self.rpc is not None
-        agents = [a for a in self.agents if force or a.wallet.needs_resync]
+        pool = self.agents if among is None or force else [self.agents[i] for i in sorted(among)]
+        agents = [a for a in pool if force or a.wallet.needs_resync]
         # Only once nothing of theirs is in flight: a pending transaction would make the count ambiguous.
         agents = [a for a in agents if force or a.in_flight == 0]
         if not agents:

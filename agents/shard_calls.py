@@ -40,6 +40,7 @@ class FreeCalls:
 
     async def _answer(self, agent: Agent, obs: Observation) -> None:
         wants = agent.policy.wants(obs)
+        agent.wants_pool = wants.pool
         if not wants:
             return
         jobs: list[tuple[str, Any, asyncio.Future[Any]]] = []

@@ -89,6 +89,8 @@ class TickReport:
     next_wake: int | None = None
     finished: bool = False
     step_ms: float = 0.0
+    stepped: int = 0  # agents stepped this tick (those due: see shard_wake.py)
+    agents_ms: float = 0.0  # of step_ms: choosing, stepping and re-scheduling agents
     errors: list[str] = field(default_factory=list)
     by_group: dict[str, dict[str, int]] = field(default_factory=dict)  # cumulative counts per group
     warnings: list[str] = field(default_factory=list)  # what a policy cannot do on this node (once each)
@@ -120,6 +122,8 @@ class Agent:
         self.spent = 0
         self.reserved = 0  # worst-case cost of its pending transactions (value + gas limit * max fee)
         self.claims_in_flight: set[tuple[str, int, int, tuple[int, ...]]] = set()
+        self.slot = -1  # its position in the shard's agent list (the wake schedule's key)
+        self.wants_pool = False  # asked for the node's pending pool at its last step: stepped every block
 
     def new_contribution(self, sample: Sample) -> Contribution:
         c = Contribution(len(self.contributions), sample.data, sample.label)

@@ -176,7 +176,32 @@ def scale_section(d: dict[str, Any]) -> list[str]:
          f"(ratio {n((ph.get('fund_runner_s') or math.nan) / (ph.get('fund_batched_s') or math.nan), 1)})"],
         ["ledger", json.dumps(d.get("ledger", {}))],
     ])
+    if d.get("load_before") or d.get("load_after"):
+        lines += ["", f"Machine load (1/5/15-min load average, `uptime`) before: {_load(d.get('load_before'))}; "
+                      f"after: {_load(d.get('load_after'))}; other processes used {n(d.get('foreign_cores'), 2)} "
+                      "cores on average during the run (the machine has "
+                      f"{d.get('machine', {}).get('cores', os.cpu_count())} cores). Times are wall times on that shared machine."]
+    steps = d.get("steps") or []
+    if len(steps) > 1:
+        lines += ["", "Growth, one line per step of the population (the step's own costs; ticks with everyone so "
+                      "far; idle: every agent asleep until its refund a day later; `agents` = choosing, stepping "
+                      "and re-scheduling agents inside the shard's step, the rest of the step is receipts and "
+                      "ledger counts):", ""]
+        lines += table(["agents", "add agents s", "fund batched s", "fund run's way s", "first tick ms (sent)",
+                        "active ticks", "active tick ms (median)", "idle tick ms", "idle shard step ms",
+                        "of which agents ms", "agents stepped per idle tick", "shards MiB", "node MiB", "load"],
+                       [[n(x.get("agents")), n(x.get("add_agents_s"), 1), n(x.get("fund_batched_s"), 1),
+                         n(x.get("fund_runner_s"), 1),
+                         f"{n(x.get('first_tick_ms'))} ({n(x.get('first_tick_sent'))})", n(x.get("active_ticks")),
+                         n(x.get("active_tick_ms_median")), n(x.get("idle_tick_ms_median")),
+                         n(x.get("idle_shard_step_ms_median")), n(x.get("idle_shard_agents_ms_median"), 2),
+                         n(max(x.get("idle_stepped") or [0])), n(x.get("rss_mib", {}).get("shards_mib")),
+                         n(x.get("rss_mib", {}).get("node_mib")), _load(x.get("load"))[:4]] for x in steps])
     return lines
+
+
+def _load(x: Any) -> str:
+    return "/".join(f"{v:.2f}" for v in x) if isinstance(x, (list, tuple)) else "n/a"
 
 
 def gas_section(rows: list[dict[str, Any]]) -> list[str]:

@@ -1,24 +1,30 @@
-"""Memory and time of a run with 10,000 agents: shards as Ray actors, about one per core.
+"""Memory and time of a run with many agents (10,000 by default, 100,000 on this machine): shards as
+Ray actors, about one per core, the population grown in steps (`--step`, 10,000 above 10,000 agents)
+with a line of costs per step.
 
-Phases, each timed, with the resident memory (RSS) of the driver and the shard processes sampled
-throughout (Ray's own processes and the node are reported apart):
+Phases, each timed (summed over steps), with the resident memory (RSS) of the driver and the shard
+processes sampled throughout (Ray's own processes and the node are reported apart):
 
   1. ray.init (a cluster of our own) and a fresh node with a deployed system;
-  2. create the shards and their agents (Ray actors; each derives its agents' keys and builds their
-     policies), then `start()` them (connection pool, nonces read from the node);
-  3. fund every wallet the way a run does: `orchestrator.run.world.World._fund` (a signed transfer per
-     wallet from the dev account through `contracts.transact.Transactor`, batches of 200, the node
-     in automine as during a run's set-up), its time split into signing and sending/waiting; then,
-     for comparison, the same wallets funded by pre-signed transfers in JSON-RPC batches with one
-     block mined per batch (`benchmarks/common.fund_batched`);
-  4. ticks with all agents active, driven mining as in a driven run (tick every shard, then mine):
-     every agent adds once in the first tick, then ticks until every transaction is final; then a
-     few idle ticks (nothing in flight, every agent waiting for its refund) to show the per-tick cost
-     of 10,000 agents doing nothing;
-  5. finalize: every shard settles and returns its ledger as columns.
+  2. create the shards (Ray actors) and `start()` them (connection pool, head block);
+  then for each step of the population:
+  3. add the step's agents to the shards (`ShardCore.add_agents`: keys derived, policies built,
+     nonces read);
+  4. fund them by pre-signed transfers in JSON-RPC batches with one block mined per batch
+     (`benchmarks/common.fund_batched`); the first `--runner-funding` agents (10,000) also the way a
+     run does, first: `orchestrator.run.world.World._fund` (a signed transfer per wallet from the dev
+     account through `contracts.transact.Transactor`, batches of 500, the node in automine as during
+     a run's set-up, so a block per transfer), its time split into signing and sending/waiting;
+  5. ticks, driven mining as in a driven run (tick every shard, then mine): every new agent adds
+     once in the first tick, then ticks until every transaction is final; then a few idle ticks
+     (nothing in flight, every agent so far asleep until its refund a day later): the per-tick cost
+     of everyone so far doing nothing;
+  finally:
+  6. finalize: every shard settles and returns its ledger as columns.
 
-    python benchmarks/scale.py              # 10,000 agents, about 2 minutes on 2 cores
-    python benchmarks/scale.py --quick      # 1,000 agents
+    python benchmarks/scale.py                   # 10,000 agents, about 1 minute on 2 cores
+    python benchmarks/scale.py --agents 100000   # 10 steps of 10,000, about 10 minutes
+    python benchmarks/scale.py --quick           # 1,000 agents
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class Phases:
         self.times: dict[str, float] = {}
         self.rss: dict[str, dict[str, float]] = {}
         self.node_pid = 0
+        self.last = 0.0  # seconds of the phase timed last
 
     def snapshot(self, name: str) -> None:
         shards = shard_pids()
@@ -106,11 +113,13 @@ class Phases:
 
 
 async def timed(phases: Phases, name: str, coro: Any) -> Any:
+    """Time a phase (phases met again, once per step of the population, add up) and sample memory."""
     t = time.perf_counter()
     out = await coro
-    phases.times[name] = time.perf_counter() - t
+    phases.last = time.perf_counter() - t
+    phases.times[name] = phases.times.get(name, 0.0) + phases.last
     phases.snapshot(name)
-    print(f"  {name:<34} {phases.times[name]:8.2f} s   driver {phases.rss[name]['driver_mib']:.0f} MiB, "
+    print(f"  {name:<34} {phases.last:8.2f} s   driver {phases.rss[name]['driver_mib']:.0f} MiB, "
           f"shards {phases.rss[name]['shards_mib']:.0f} MiB", flush=True)
     return out
 
@@ -160,6 +169,90 @@ async def latest(client: Any) -> BlockInfo:
                      fill=used / limit if limit else 0.0)
 
 
+async def tick_once(chain: Any, shards: list[Any], ticks: list[dict[str, Any]], kind: str, agents: int
+                    ) -> list[TickReport]:
+    """Tick every shard on the latest block, then mine the next one (a driven run's step)."""
+    head = await latest(chain.client)
+    t = time.perf_counter()
+    reports = await asyncio.gather(*(s.tick.remote(head) for s in shards))
+    wall = time.perf_counter() - t
+    ticks.append({"kind": kind, "agents": agents, "block": head.number, "wall_ms": wall * 1e3,
+                  "shard_step_ms": [round(r.step_ms, 1) for r in reports],
+                  # of which choosing, stepping and re-scheduling agents (the rest: receipts, ledger counts)
+                  "shard_agents_ms": [round(getattr(r, "agents_ms", float("nan")), 1) for r in reports],
+                  "stepped": sum(getattr(r, "stepped", 0) for r in reports),
+                  "sent": sum(r.sent for r in reports), "included": sum(r.included for r in reports),
+                  "in_flight": sum(r.in_flight for r in reports),
+                  "errors": [e for r in reports for e in r.errors][:3]})
+    await mine(chain.client, head.timestamp + 1)
+    return reports
+
+
+async def grow(a: argparse.Namespace, phases: Phases, chain: Any, shards: list[Any], group: list[AgentSpec],
+               ticks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One step of the population: add `group` to the shards, fund it (the run's way, then pre-signed
+    batches for comparison), tick until its adds are final, then idle ticks with everyone so far."""
+    k = len(shards)
+    total = group[-1].agent_id + 1
+    print(f"  -- {total:,} agents", flush=True)
+    lists = await timed(phases, "add_agents_s", asyncio.gather(*(s.add_agents.remote(group[i::k])
+                                                                  for i, s in enumerate(shards))))
+    add_s = phases.last
+    addresses = [x for lst in lists for x in lst]
+    funding: dict[str, Any] = {}
+    fund_runner_s = None
+    if group[0].agent_id < a.runner_funding:
+        # The run's own way, in automine as during a run's set-up: a block per transfer, which costs
+        # the node about 10x the batched way on a loaded machine, so only for the first agents.
+        await set_mining(chain.client, "auto")
+        tx = Transactor(chain.client, chain.funder, chain.chain_id)
+        try:
+            funding = await timed(phases, "fund_runner_s", runner_funding(chain.client, tx, group, addresses, k))
+        except Exception as e:  # noqa: BLE001 - the run's code changed shape: say so, go on
+            funding = {"error": f"{type(e).__name__}: {e}"}
+            print(f"  runner funding failed: {funding['error']}")
+        fund_runner_s = phases.last
+    fast_s = await timed(phases, "fund_batched_s", fund_batched(chain, addresses, FUNDING, batch=500))
+    await set_mining(chain.client, "driven")
+    n_ticks = len(ticks)
+
+    async def active() -> None:
+        final = 0
+        while final < len(group) and len(ticks) - n_ticks < 400:
+            reports = await tick_once(chain, shards, ticks, "active", total)
+            final += sum(r.included + r.reverted + r.dropped for r in reports)
+
+    await timed(phases, "active_ticks_s", active())
+    mine_active = ticks[n_ticks:]
+
+    async def idle() -> None:
+        for _ in range(a.idle_ticks):
+            await tick_once(chain, shards, ticks, "idle", total)
+
+    await timed(phases, "idle_ticks_s", idle())
+    mine_idle = ticks[n_ticks + len(mine_active):]
+    rss = phases.rss["idle_ticks_s"]
+    line = {
+        "agents": total, "added": len(group), "add_agents_s": add_s, "fund_runner_s": fund_runner_s,
+        "fund_batched_s": fast_s, "funding_runner": funding, "active_ticks": len(mine_active),
+        "first_tick_ms": mine_active[0]["wall_ms"], "first_tick_sent": mine_active[0]["sent"],
+        "active_tick_ms_median": median([t["wall_ms"] for t in mine_active[1:]]) if len(mine_active) > 1 else None,
+        "idle_tick_ms_median": median([t["wall_ms"] for t in mine_idle]) if mine_idle else None,
+        "idle_shard_step_ms_median": median([x for t in mine_idle for x in t["shard_step_ms"]]) if mine_idle else None,
+        "idle_shard_agents_ms_median": median([x for t in mine_idle for x in t["shard_agents_ms"]]) if mine_idle
+        else None,
+        "idle_stepped": [t["stepped"] for t in mine_idle],
+        "rss_mib": {**rss, "per_shard": [round(proc_rss_bytes(p) / MIB, 1) for p in shard_pids()]},
+        "load": os.getloadavg(), "addresses": addresses,
+    }
+    print(f"     {total:>7,} agents: add {add_s:.1f} s, fund {fund_runner_s or 0:.1f} s (batched {fast_s:.1f} s), "
+          f"{len(mine_active)} active ticks (first {line['first_tick_ms']:.0f} ms), idle tick "
+          f"{line['idle_tick_ms_median'] or 0:.0f} ms (shard step {line['idle_shard_step_ms_median'] or 0:.0f} ms, "
+          f"agents {line['idle_shard_agents_ms_median'] or 0:.1f} ms, stepped {line['idle_stepped']}), "
+          f"shards {rss['shards_mib']:.0f} MiB, node {rss['node_mib']:.0f} MiB, load {line['load'][0]:.2f}", flush=True)
+    return line
+
+
 async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     import ray
 
@@ -168,6 +261,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     n = a.agents
     quiet = wait_quiet(a.wait_idle) if a.wait_idle > 0 else None
     busy0, cpu0 = machine_busy_s(), time.process_time()
+    load0 = os.getloadavg()  # other helpers share the machine: say how busy it was
     print(f"scale: {n:,} agents in {a.shards} Ray shards, blocks of {a.gas_limit:,} gas, base fee 0", flush=True)
 
     async def ray_init() -> None:  # in the main thread: Ray installs its signal handlers there
@@ -187,7 +281,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             cfgs = [ShardConfig(
                 shard_id=k, rpc_url=chain.url, chain_id=chain.chain_id, seed=7, trainer=chain.system.trainer,
                 incentive=chain.system.incentive, abis={c: chain.compiled[c].abi for c in CONTRACTS},
-                cost_weight=COST_WEIGHT, refund_wait=86_400, block_time=1, agents=specs[k::a.shards],
+                cost_weight=COST_WEIGHT, refund_wait=86_400, block_time=1, agents=[],
                 fees=FeeStance(tip=TIP), max_in_flight=n, data_handler=chain.system.data_handler,
                 mechanism="stakeable", owner_claim_wait=8 * 86_400, any_address_claim_wait=9 * 86_400,
                 **({"replace_after_blocks": a.replace_after_blocks} if a.replace_after_blocks is not None else {}),
@@ -195,57 +289,26 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
 
             async def create() -> None:
                 shards.extend(actor.remote(cfg) for cfg in cfgs)
-                # addresses() is a plain method: its answer means the constructor (keys, policies) is done
-                await asyncio.gather(*(s.addresses.remote() for s in shards))
+                await asyncio.gather(*(s.addresses.remote() for s in shards))  # constructors done
 
-            await timed(phases, "create_shards_and_agents_s", create())
-            addr_lists = await timed(phases, "start_shards_s", asyncio.gather(*(s.start.remote() for s in shards)))
-            addresses = [x for lst in addr_lists for x in lst]
-            assert len(set(addresses)) == n
-
-            # Funding as a run does it (automine, as during a run's set-up).
-            tx = Transactor(chain.client, chain.funder, chain.chain_id)
-            try:
-                funding = await timed(phases, "fund_runner_s", runner_funding(chain.client, tx, specs, addresses,
-                                                                              a.shards))
-            except Exception as e:  # noqa: BLE001 - the run's code changed shape: say so, go on
-                funding = {"error": f"{type(e).__name__}: {e}"}
-                print(f"  runner funding failed: {funding['error']}")
-            fast_s = await timed(phases, "fund_batched_s", fund_batched(chain, addresses, FUNDING, batch=500))
-
-            # Ticks with every agent active, driven mining: tick all shards, then mine.
-            await set_mining(chain.client, "driven")
+            await timed(phases, "create_shards_s", create())
+            await timed(phases, "start_shards_s", asyncio.gather(*(s.start.remote() for s in shards)))
             ticks: list[dict[str, Any]] = []
-
-            async def tick_once() -> list[TickReport]:
-                head = await latest(chain.client)
-                t = time.perf_counter()
-                reports = await asyncio.gather(*(s.tick.remote(head) for s in shards))
-                wall = time.perf_counter() - t
-                ticks.append({"block": head.number, "wall_ms": wall * 1e3,
-                              "shard_step_ms": [round(r.step_ms, 1) for r in reports],
-                              "sent": sum(r.sent for r in reports), "included": sum(r.included for r in reports),
-                              "in_flight": sum(r.in_flight for r in reports),
-                              "errors": [e for r in reports for e in r.errors][:3]})
-                await mine(chain.client, head.timestamp + 1)
-                return reports
-
-            async def active() -> None:
-                sent = final = 0
-                while final < n and len(ticks) < 400:
-                    reports = await tick_once()
-                    sent += sum(r.sent for r in reports)
-                    final += sum(r.included + r.reverted + r.dropped for r in reports)
-
-            await timed(phases, "active_ticks_s", active())
-            active_ticks = list(ticks)
-
-            async def idle() -> None:
-                for _ in range(a.idle_ticks):
-                    await tick_once()
-
-            await timed(phases, "idle_ticks_s", idle())
-            idle_ticks = ticks[len(active_ticks):]
+            steps: list[dict[str, Any]] = []
+            addresses: list[str] = []
+            funding: dict[str, Any] = {}
+            fast_s = 0.0
+            for lo in range(0, n, a.step):
+                group = specs[lo:lo + a.step]
+                steps.append(await grow(a, phases, chain, shards, group, ticks))
+                addresses += steps[-1].pop("addresses")
+                f = steps[-1]["funding_runner"]
+                for k, v in f.items():
+                    funding[k] = funding.get(k, 0) + v if isinstance(v, (int, float)) and k != "batch" else v
+                fast_s += steps[-1]["fund_batched_s"]
+                # The lines so far, in case a long run is cut short (a shared machine, a deadline).
+                a.out.with_suffix(".steps.json").write_text(json.dumps(steps, indent=1, default=str) + "\n")
+            assert len(set(addresses)) == n
             last = (await latest(chain.client)).number
             ledgers = await timed(phases, "finalize_s", asyncio.gather(*(s.finalize.remote(last) for s in shards)))
             stats = await asyncio.gather(*(s.stats.remote() for s in shards))
@@ -264,12 +327,15 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             await chain.close()
             ray.shutdown()
     wall = time.perf_counter() - t_start
-    first = active_ticks[0]
+    active = [t for t in ticks if t["kind"] == "active"]
+    idle = [t for t in ticks if t["kind"] == "idle" and t["agents"] == n]
+    first = active[0]
     result = {
         "benchmark": "scale",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
-        "settings": {"agents": n, "shards": a.shards, "gas_limit": a.gas_limit, "base_fee": 0,
+        "load_before": load0,
+        "settings": {"agents": n, "step": a.step, "shards": a.shards, "gas_limit": a.gas_limit, "base_fee": 0,
                      "mining": "driven: tick every shard, then evm_mine (as a driven run)",
                      "idle_ticks": a.idle_ticks, "quick": a.quick,
                      "replace_after_blocks": a.replace_after_blocks if a.replace_after_blocks is not None
@@ -285,15 +351,15 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
             "node_at_end": node_rss,
         },
         "funding": {"runner": funding, "batched_s": fast_s, "wallets": n},
+        # One line per step of the population: what the step cost and what a tick costs with everyone so far.
+        "steps": steps,
         "ticks": {
-            "active": len(active_ticks),
-            "first_tick_ms": first["wall_ms"], "first_tick_sent": first["sent"],
+            "active": len(active),
+            "first_tick_ms": first["wall_ms"], "first_tick_sent": sum(s["first_tick_sent"] for s in steps),
             "first_tick_shard_step_ms": first["shard_step_ms"],
-            "active_tick_ms_median": median([t["wall_ms"] for t in active_ticks[1:]]) if len(active_ticks) > 1
-            else None,
-            "idle_tick_ms_median": median([t["wall_ms"] for t in idle_ticks]) if idle_ticks else None,
-            "idle_shard_step_ms_median": median([x for t in idle_ticks for x in t["shard_step_ms"]])
-            if idle_ticks else None,
+            "active_tick_ms_median": median([t["wall_ms"] for t in active[1:]]) if len(active) > 1 else None,
+            "idle_tick_ms_median": median([t["wall_ms"] for t in idle]) if idle else None,
+            "idle_shard_step_ms_median": median([x for t in idle for x in t["shard_step_ms"]]) if idle else None,
             "per_tick": ticks,
         },
         "ledger": dict(statuses),
@@ -301,11 +367,12 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "shard_cpu_s": shard_cpu,
         "driver_cpu_s": time.process_time() - cpu0,
         "foreign_cores": max(0.0, (machine_busy_s() - busy0 - (time.process_time() - cpu0) - shard_cpu)) / wall,
+        "load_after": os.getloadavg(),
         "quiet_before": quiet,
         "wall_s": wall,
     }
     print(f"  first tick: {first['sent']:,} adds sent in {first['wall_ms']:.0f} ms "
-          f"(shards' own step {first['shard_step_ms']} ms); {len(active_ticks)} ticks until all final; "
+          f"(shards' own step {first['shard_step_ms']} ms); {len(active)} active ticks in all; "
           f"idle tick {result['ticks']['idle_tick_ms_median']:.0f} ms")
     print(f"  ledger {dict(statuses)}")
     print(f"  peak RSS driver + shards {result['peak_rss_mib']['driver_plus_shards']:.0f} MiB "
@@ -313,9 +380,9 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
           f"{', '.join(f'{v:.0f}' for v in result['peak_rss_mib']['shards'].values())}); Ray's own processes "
           f"{ray_rss:.0f} MiB; node {node_rss:.0f} MiB")
     if "total_s" in funding:
-        print(f"  funding {n:,} wallets the run's way: {funding['total_s']:.1f} s (signing {funding['sign_s']:.1f} s, "
+        print(f"  funding {funding['transfers']:,} wallets the run's way: {funding['total_s']:.1f} s (signing {funding['sign_s']:.1f} s, "
               f"sending and waiting {funding['send_and_wait_s']:.1f} s, {funding['http_requests']:,} HTTP requests); "
-              f"pre-signed in batches: {fast_s:.1f} s")
+              f"pre-signed in batches: {fast_s:.1f} s for {n:,}")
     print(f"total {wall:.0f} s")
     return result
 
@@ -326,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=max(1, os.cpu_count() or 1))
     p.add_argument("--gas-limit", type=int, default=60_000_000)
     p.add_argument("--idle-ticks", type=int, default=5)
+    p.add_argument("--runner-funding", type=int, default=10_000, metavar="N",
+                   help="fund the first N agents also the run's way (World._fund, automine), for comparison")
+    p.add_argument("--step", type=int, default=None,
+                   help="grow the population by this many agents at a time, with a line of costs per step "
+                        "(default 10,000 above 10,000 agents, else all at once)")
     p.add_argument("--replace-after-blocks", type=int, default=None,
                    help="ShardConfig.replace_after_blocks (default: the framework's own default)")
     p.add_argument("--quick", action="store_true")
@@ -335,10 +407,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="default: benchmarks/results/scale.json (--quick: a temporary file)")
     a = p.parse_args(argv)
     a.agents = a.agents or (1000 if a.quick else 10_000)
+    a.step = a.step or (10_000 if a.agents > 10_000 else a.agents)
+    if a.step < 1 or a.agents < 1:
+        p.error("--agents and --step must be at least 1")
     if a.out is None:
         a.out = Path(tempfile.mkdtemp(prefix="dcai-bench-")) / "scale.json" if a.quick else RESULTS / "scale.json"
-    result = asyncio.run(main_async(a))
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(main_async(a))
     a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"written {a.out}")
     return 0

@@ -45,6 +45,7 @@ from ..arrivals import Arrivals
 from .base import (
     FINISHED,
     Action,
+    Mechanism,
     AddData,
     ContributionState,
     Observation,
@@ -247,6 +248,11 @@ class AdversarialPolicy(Policy):
             action = Refund(early[0].id)
         self._probes.pop(0)
         return [action] if action is not None else []
+
+    def public_horizon(self, mechanism: Mechanism) -> int:
+        """Others' contributions matter to its claims once their refund wait has passed; a griefer
+        copies them at once."""
+        return 0 if self.attack == "grief" else mechanism.refund_wait
 
     def next_wake(self, obs: Observation) -> int | None:
         """Every block while it attacks (a front-runner only while others' transactions are pending);

@@ -279,6 +279,12 @@ class Policy:
         Lets the orchestrator skip idle time."""
         return None
 
+    def public_horizon(self, mechanism: Mechanism) -> int:
+        """Seconds after a contribution is added before its becoming public can change this agent's
+        `next_wake` or decisions. While asleep (its wake later than that moment) the shard evaluates
+        its wake again when one appears. 0 (the default): at once."""
+        return 0
+
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **self.params}
 

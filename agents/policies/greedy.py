@@ -37,7 +37,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ..arrivals import Arrivals
-from .base import Action, AddData, Observation, Policy, PolicyContext, PublicContribution, Wants
+from .base import Action, AddData, Mechanism, Observation, Policy, PolicyContext, PublicContribution, Wants
 from .claims import ClaimLoop
 from .params import ClaimParams, OptWei, Wei
 
@@ -171,6 +171,10 @@ class GreedyPolicy(Policy):
             # Send the price seen plus a margin for adds landing first in the block.
             actions.append(AddData(s, value=obs.mechanism.max_deposit))
         return actions
+
+    def public_horizon(self, mechanism: Mechanism) -> int:
+        """Others' contributions matter only to its claims, once their refund wait has passed."""
+        return mechanism.refund_wait
 
     def next_wake(self, obs: Observation) -> int | None:
         """Every block while it has samples to place; otherwise its next claim moment (its own

@@ -30,7 +30,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ..arrivals import Arrivals
-from .base import Action, AddData, Observation, Policy, PolicyContext, Sample, Wants
+from .base import Action, AddData, Mechanism, Observation, Policy, PolicyContext, Sample, Wants
 from .claims import ClaimLoop
 from .params import ClaimParams
 
@@ -77,6 +77,10 @@ class HonestPolicy(Policy):
                     label = self.wrong_label(label)
                 actions.append(AddData(Sample(s.data, label), value=obs.mechanism.max_deposit))
         return actions
+
+    def public_horizon(self, mechanism: Mechanism) -> int:
+        """Others' contributions matter only to its claims, once their refund wait has passed."""
+        return mechanism.refund_wait
 
     def next_wake(self, obs: Observation) -> int | None:
         assert self.claims is not None

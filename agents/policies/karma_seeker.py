@@ -28,7 +28,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ..arrivals import Arrivals
-from .base import Action, AddData, Observation, Policy, PolicyContext, Sample, Wants
+from .base import Action, AddData, Mechanism, Observation, Policy, PolicyContext, Sample, Wants
 from .claims import ClaimLoop
 from .params import ClaimParams, Duration
 
@@ -115,6 +115,10 @@ class KarmaSeekerPolicy(Policy):
                 keep.append(data)
         self._queue = keep
         return actions
+
+    def public_horizon(self, mechanism: Mechanism) -> int:
+        """Others' contributions matter only to its claims, once their refund wait has passed."""
+        return mechanism.refund_wait
 
     def next_wake(self, obs: Observation) -> int | None:
         assert self.claims is not None
