@@ -16,7 +16,8 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from .issues import ScenarioError, ScenarioIssue, quote
-from .scenario import Scenario, agents_shortfall
+from .scenario import Scenario
+from .scenario_types import agents_shortfall
 from .yaml_loader import Loc, compose_yaml, format_loc, locate, position, read_yaml_file
 
 __all__ = ["check_dataset", "check_outputs", "check_policies", "precheck"]

@@ -28,7 +28,7 @@ from orchestrator.scenario_types import (
     Rate,
     StrictModel,
     Wei,
-    agent_rows,
+    agents_shortfall,
     ENV_NAME_PATTERN as _ENV_NAME_PATTERN,
     HEX_KEY_PATTERN as _HEX_KEY_PATTERN,
     NAME_PATTERN as _NAME_PATTERN,
@@ -514,12 +514,12 @@ class Scenario(_Strict):
                     ("model", "type"),
                     f"the prediction market replays a sparse_perceptron only (its contract reads the "
                     f"perceptron's weights), not a {self.model.type}; use incentive.type stakeable or points")
+            raise field_error(("model", "type"), f"incentive {self.incentive.type!r} supports model types "
+                              f"{', '.join(allowed)} only, not {self.model.type!r}")
         if self.incentive.type == "prediction_market" and self.model.averaging:
             raise field_error(("model", "averaging"), "the prediction market replays the plain perceptron's "
                               "fixed-step rule; an averaged model (averaging > 0) cannot be replayed: set 0 "
                               "or use incentive.type stakeable or points")
-            raise field_error(("model", "type"), f"incentive {self.incentive.type!r} supports model types "
-                              f"{', '.join(allowed)} only, not {self.model.type!r}")
         return self
 
     @model_validator(mode="after")
@@ -566,22 +566,6 @@ class Scenario(_Strict):
         return groups
 
 
-def agents_shortfall(scenario: Scenario, n: int, what: str) -> tuple[tuple[str | int, ...], str] | None:
-    """More agents than samples left for them (agents would share the same samples): the location of
-    the count of the group that passes the number, and the message; None when they fit."""
-    ds = scenario.dataset
-    rows = agent_rows(n, ds.init_train_fraction, ds.test_fraction)
-    total = 0
-    for i, group in enumerate(scenario.agents):
-        total += group.count
-        if total > rows:
-            return ("agents", i, "count"), (
-                f"{sum(g.count for g in scenario.agents)} agents in all, but {what} leaves {max(rows, 0)} samples "
-                f"for agents ({n} samples, less test_fraction and init_train_fraction); lower the counts or use "
-                "more samples")
-    return None
-
-
 def _rebuild_unions() -> None:
     """A chaos event or mechanism registered after import (a plugin, a test) joins the schema."""
     ScheduleConfig.model_fields["chaos"].annotation = list[_chaos_union()]  # type: ignore[misc]
@@ -592,6 +576,7 @@ def _rebuild_unions() -> None:
 
 chaos_registry.on_change(_rebuild_unions)
 mechanism_registry.on_change(_rebuild_unions)
+
 
 def scenario_json_schema() -> dict[str, Any]:
     """JSON schema of a scenario file (for editors and documentation)."""

@@ -5,12 +5,15 @@ screenful per section)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from orchestrator.issues import quote
 from orchestrator.units import parse_blocks, parse_duration_s, parse_gas, parse_rate, parse_wei
+
+if TYPE_CHECKING:  # the scenario model imports this module
+    from orchestrator.scenario import Scenario
 
 __all__ = ["BUNDLED_SAMPLES", "MAX_CHAIN_ID", "MAX_SEED", "Blocks", "DurationS", "Gas", "Rate", "StrictModel", "Wei",
            "agent_rows", "check_name"]
@@ -92,3 +95,19 @@ def check_name(value: str, what: str) -> str:
 def agent_rows(n: int, init_train_fraction: float, test_fraction: float) -> int:
     """Samples left for the agents out of `n`: the rounding of `datasets.split`."""
     return n - max(1, int(round(n * test_fraction))) - max(1, int(round(n * init_train_fraction)))
+
+
+def agents_shortfall(scenario: Scenario, n: int, what: str) -> tuple[tuple[str | int, ...], str] | None:
+    """More agents than samples left for them (agents would share the same samples): the location of
+    the count of the group that passes the number, and the message; None when they fit."""
+    ds = scenario.dataset
+    rows = agent_rows(n, ds.init_train_fraction, ds.test_fraction)
+    total = 0
+    for i, group in enumerate(scenario.agents):
+        total += group.count
+        if total > rows:
+            return ("agents", i, "count"), (
+                f"{sum(g.count for g in scenario.agents)} agents in all, but {what} leaves {max(rows, 0)} samples "
+                f"for agents ({n} samples, less test_fraction and init_train_fraction); lower the counts or use "
+                "more samples")
+    return None

@@ -159,7 +159,7 @@ class Run:
             self._in_setup = False
             self.state.status = "running"
             self.recorder.status("running")
-            head = await self._loop()
+            await self._loop()
             assert self.world.mechanism is not None
             if not self._stop_requested:
                 await self.world.mechanism.settle(self._settle_context())
