@@ -20,8 +20,9 @@ async def driven(client):
     await set_mining(client, "auto")
 
 
-async def run(anvil, client, tx, compiled, dev, chain_id, specs, max_blocks=300):
-    """Deploy, fund, play until every agent is finished; (core, addresses, lost per address, ledger)."""
+async def run(anvil, client, tx, compiled, dev, chain_id, specs, max_blocks=300, block_gas_limit=None):
+    """Deploy, fund, play until every agent is finished; (core, addresses, lost per address, ledger).
+    `block_gas_limit` applies while the agents play (deploying the model needs more), restored after."""
     from conftest import deploy_small
 
     system = await deploy_small(client, tx, compiled, incentive=WAITS)
@@ -31,9 +32,13 @@ async def run(anvil, client, tx, compiled, dev, chain_id, specs, max_blocks=300)
         await fund(client, dev, chain_id, addresses)
         start = {a: await client.balance(a) for a in addresses}
         await set_mining(client, "driven")
+        if block_gas_limit is not None:
+            await client.call("evm_setBlockGasLimit", hex(block_gas_limit))
         await play(core, client, max_blocks=max_blocks)
         cols = await core.finalize((await latest(client)).number)
     finally:
+        if block_gas_limit is not None:
+            await client.call("evm_setBlockGasLimit", hex(30_000_000))
         await core.close()
     lost = {a: start[a] - await client.balance(a) for a in addresses}
     for agent in core.agents:
@@ -56,8 +61,6 @@ def test_params_are_declared_and_checked() -> None:
 
 async def test_deadline_congestion_fills_the_blocks_before_the_refund_window(anvil, client, tx, compiled, dev,
                                                                              chain_id, driven):
-    # A small block gas limit, so a few `predict` transactions fill a block (restored after).
-    await client.call("evm_setBlockGasLimit", hex(1_500_000))
     budget = 5 * 10**17
     lead, hold = 12, 4
     specs = [
@@ -66,10 +69,9 @@ async def test_deadline_congestion_fills_the_blocks_before_the_refund_window(anv
                                                  "hold_s": hold, "spam_per_block": 20, "spam_indices": 60,
                                                  "max_in_flight": 40, "fee_bid": 5 * GWEI, "snipe": False}, []),
     ]
-    try:
-        core, addresses, lost, cols = await run(anvil, client, tx, compiled, dev, chain_id, specs)
-    finally:
-        await client.call("evm_setBlockGasLimit", hex(30_000_000))
+    # A small block gas limit while the agents play, so a few `predict` transactions fill a block.
+    core, addresses, lost, cols = await run(anvil, client, tx, compiled, dev, chain_id, specs,
+                                            block_gas_limit=1_500_000)
     honest, attacker = addresses
     adds = rows(cols, action="add", status="included", sender=honest)
     deadlines = sorted({r["included_time"] + WAITS.refund_wait_s for r in adds})
