@@ -107,6 +107,8 @@ def test_console_of_a_failing_run_holds_no_secret(tmp_path):
         funder = dev_accounts(3)[2]
         url = node.url.replace("http://", f"http://{RPC_USER}:{RPC_PASSWORD}@")
         scenario = tmp_path / "leaky.yaml"
+        # settle: false - a policy failing on every block never finishes, so settlement would wait
+        # out its 100-block stall guard (1 s blocks here): this test is about secrets, not settling.
         scenario.write_text(f"""
 name: leaky
 seed: 5
@@ -114,7 +116,7 @@ chain: {{rpc_url: "{url}", mining: interval, block_time: 1s, funder_key_env: DCA
 dataset: {{samples: 300, features: 100, avg_length: 6}}
 agents:
   - {{policy: "plugin_leaky:LeakyPolicy", count: 2, funding: 0.5 ether, samples_per_agent: 3, rate: 2/s}}
-schedule: {{duration: 8 blocks, max_wall_time: 2m}}
+schedule: {{duration: 8 blocks, max_wall_time: 2m, settle: false}}
 outputs: {{progress: true}}
 telemetry: {{mqtt: none}}
 """)
