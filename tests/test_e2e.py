@@ -16,7 +16,7 @@ from orchestrator.scenario import load_scenario_text
 SCENARIO = """
 name: e2e-{mode}
 seed: 11
-chain: {{mining: {mode}, block_time: 2s, gas_limit: 30_000_000, base_fee: 1 gwei}}
+chain: {{mining: {mode}, block_time: {block_time}, gas_limit: 30_000_000, base_fee: 1 gwei}}
 dataset: {{name: synthetic_sparse, samples: 300, features: 200, avg_length: 8}}
 incentive: {{cost_weight: 1e12, refund_wait: 1h, owner_claim_wait: 2h, any_address_claim_wait: 3h}}
 agents:
@@ -29,7 +29,9 @@ outputs: {{progress: false}}
 
 
 def run(tmp_path: Path, mode: str, run_id: str) -> Path:
-    scenario = load_scenario_text(SCENARIO.format(mode=mode), "e2e.yaml")
+    # Interval blocks come by the wall clock: 1 s apart there (the settlement's claims wait for them).
+    text = SCENARIO.format(mode=mode, block_time="1s" if mode == "interval" else "2s")
+    scenario = load_scenario_text(text, "e2e.yaml")
     return Run(scenario, results_root=tmp_path, run_id=run_id, progress=False).execute()
 
 
