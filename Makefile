@@ -41,9 +41,9 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 
 bench: $(BENCH_STAMP) $(NPM_STAMP)
 	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),,--agents 100000)
 	$(BIN)/python -m benchmarks.gas $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/gas.json,)
-	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/soak.py $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),,--tx 1000000 --prune-history --refunds-only --deadline-s 7200 --out benchmarks/results/soak.json)
 	if [ -f benchmarks/accuracy.py ]; then $(BIN)/python benchmarks/accuracy.py $(BENCH_ARGS); fi
 	$(BIN)/python -m benchmarks.fidelity $(BENCH_ARGS) $(if $(filter --quick,$(BENCH_ARGS)),--output $$(mktemp -d)/fidelity.json,)
 	$(BIN)/python benchmarks/bad_inputs.py $(if $(filter --quick,$(BENCH_ARGS)),--repeats 1,--output benchmarks/results/bad_inputs.json)
