@@ -8,6 +8,8 @@ import asyncio
 import time
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from contracts.abi import ContractABI, decode_revert
 from contracts.rpc import RpcError
 
@@ -83,6 +85,10 @@ class Outcomes:
         if len(topics) < 2 or topics[0] != self._add_topic:
             return None
         sender = self._senders.get(topics[1])
+        if sender is None and len(topics[1]) == 66 and topics[1].startswith("0x" + "0" * 24):
+            # A clean address word: its checksummed spelling is what the ABI decode gives, for a
+            # fraction of the cost (one of these per new sender).
+            sender = self._senders[topics[1]] = to_checksum_address("0x" + topics[1][26:])
         if sender is None:
             decoded = self.trainer_abi.decode_log(log)
             if not decoded or decoded[0] != "AddData":
