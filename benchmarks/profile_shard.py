@@ -64,6 +64,9 @@ async def main_async(args: argparse.Namespace) -> None:
         r = await run_shards_inprocess(s, i)
         runs["framework"].append(r)
         print(_fmt("framework", r) + f"  ledger {r['ledger']}", flush=True)
+        if args.timeline:
+            for t in r["timeline"]:
+                print(f"    {t}")
     print(f"medians (load average now {os.getloadavg()[0]:.2f}):")
     keys = ("submitted_tps", "included_tps", "client_cpu_ms_per_tx", "node_cpu_ms_per_tx", "foreign_cores")
     med = {p: {k: median([r[k] for r in rs]) for k in keys} for p, rs in runs.items() if rs}
@@ -91,6 +94,7 @@ def main() -> int:
     p.add_argument("--block-ms", type=int, default=100)
     p.add_argument("--gas-limit", type=int, default=60_000_000)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--timeline", action="store_true", help="print each framework run's ticks")
     p.add_argument("--no-raw", action="store_true", help="only the framework path")
     p.add_argument("--top", type=int, default=35)
     p.add_argument("--dump", default=None, help="also write the raw profile to this file (pstats)")
