@@ -29,8 +29,8 @@ from contracts.signing import LocalAccount, derive_key
 from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
-from .ledger import LedgerRecord, TxStatus, to_columns
-from .shard_ledger import LATENCY_BUCKETS, LedgerBook  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
+from .ledger import LedgerRecord, TxStatus
+from .shard_ledger import LATENCY_BUCKETS, LedgerBook, columns  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
 from .pool import PoolView
 from .policies.base import (
     FINISHED,
@@ -189,15 +189,21 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         unsynced = self._maybe_unsynced
         if unsynced is not None:
             unsynced = unsynced | {p.agent.slot for p in self.pending.values()}
+        update: asyncio.Future[Any] | None = None
+        if self.acting and self.incentive_abi is not None and self.mechanism.cost_weight:
+            # Asked in the same batch as the new blocks, not after their receipts: one round trip less
+            # per tick. The same value: it is the state at the tick's block (nothing is mined during a
+            # driven tick; with interval mining, a block mined meanwhile could land either side anyway).
+            update = asyncio.ensure_future(self._view(self.config.incentive, self.incentive_abi, "lastUpdateTime"))
+            update.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if unused
         try:
             await self._read_blocks(block.number)
             await self._check_stale(block.number)
             await self._replace_stuck(block, report)
             await self._resync_nonces(among=unsynced)
             if self.acting:
-                if self.incentive_abi is not None and self.mechanism.cost_weight:
-                    self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
-                                                            "lastUpdateTime"))
+                if update is not None:
+                    self.last_update = int(await update)
                 t = time.perf_counter()
                 due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
                                       {p.agent.slot for p in self.pending.values()})
@@ -376,9 +382,10 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         else:
             tx, nonce, tip_used, max_fee = agent.wallet.sign_at(
                 nonce, to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=stance)
+        tx_hash, raw_hex = tx.hash_hex, tx.raw_hex  # properties that build a new string each time
         record = LedgerRecord(
             agent=agent.id, group=agent.group, policy=agent.policy.name, action=kind,
-            sender=agent.wallet.address, nonce=nonce, tx_hash=tx.hash_hex, gas_limit=gas, max_fee=max_fee,
+            sender=agent.wallet.address, nonce=nonce, tx_hash=tx_hash, gas_limit=gas, max_fee=max_fee,
             max_priority_fee=tip_used, value=value, submitted_wall=time.time(), submitted_block=block.number,
             replaces=replaces.record.tx_hash if replaces else "",
             target_tx=(c.add_tx if kind == "refund" and c is not None else target.tx_hash if target is not None else ""),
@@ -390,18 +397,18 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         agent.reserved += reserved
         if claim_key is not None:
             agent.claims_in_flight.add(claim_key)
-        self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target, reserved, claim_key)
-        self._meta[tx.hash_hex] = (c, (data, value, gas), target)
-        self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
+        self.pending[tx_hash] = _Pending(record, agent, c, (data, value, gas), target, reserved, claim_key)
+        self._meta[tx_hash] = (c, (data, value, gas), target)
+        self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx_hash)
         agent.in_flight += 1
         report.sent += 1
         if self.config.keep_raw:
-            self._raw[tx.hash_hex] = tx.raw_hex
+            self._raw[tx_hash] = raw_hex
         try:
-            await self.rpc.call("eth_sendRawTransaction", tx.raw_hex)
+            await self.rpc.call("eth_sendRawTransaction", raw_hex)
         except RpcError as e:
             # The node refused it: final. A refused replacement leaves the original in charge.
-            self._finish(tx.hash_hex, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
+            self._finish(tx_hash, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
             if replaces is None:
                 agent.wallet.invalidate_nonce()
         except Exception:  # noqa: BLE001 - no answer: its fate is unknown until looked up
@@ -522,7 +529,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             await self._check_stale(last_block, force=True)
         if self.ledger.stream:
             return self.take_ledger()  # the rest went out with the ticks
-        return to_columns(list(self.records.values()))
+        return columns(list(self.records.values()))
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -61,7 +61,7 @@ async def main_async(args: argparse.Namespace) -> None:
             r = await run_raw(s, i)
             runs["raw"].append(r)
             print(_fmt("raw", r), flush=True)
-        r = await run_shards_inprocess(s, i)
+        r = await run_shards_inprocess(s, i, n_shards=args.shards)
         runs["framework"].append(r)
         print(_fmt("framework", r) + f"  ledger {r['ledger']}", flush=True)
         if args.timeline:
@@ -94,6 +94,7 @@ def main() -> int:
     p.add_argument("--block-ms", type=int, default=100)
     p.add_argument("--gas-limit", type=int, default=60_000_000)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--shards", type=int, default=1, help="ShardCores in this process (a Ray run has one per core)")
     p.add_argument("--timeline", action="store_true", help="print each framework run's ticks")
     p.add_argument("--no-raw", action="store_true", help="only the framework path")
     p.add_argument("--top", type=int, default=35)
