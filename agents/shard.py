@@ -29,6 +29,7 @@ from contracts.signing import LocalAccount, derive_key
 from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
+from .shard_dispatch import EarlyCoalescingRpc
 from .ledger import LedgerRecord, TxStatus
 from .shard_ledger import LATENCY_BUCKETS, LedgerBook, columns  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
 from .pool import PoolView
@@ -153,7 +154,8 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         """Open the connection pool, learn the current block and nonces. Returns the agents'
         addresses (for funding)."""
         self.client = RpcClient(self.config.rpc_url, max_connections=8)
-        self.rpc = CoalescingRpc(self.client)
+        # Batches that fill up while a tick signs leave at once (agents/shard_dispatch.py).
+        self.rpc = EarlyCoalescingRpc(self.client, self.config.rpc_url, max_connections=8)
         self.last_block = await self.client.block_number()
         await self._resync_nonces(force=True)
         return [a.wallet.address for a in self.agents]
@@ -171,6 +173,8 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             self.acting = False
 
     async def close(self) -> None:
+        if isinstance(self.rpc, EarlyCoalescingRpc):
+            await self.rpc.close()
         if self.client is not None:
             await self.client.close()
 
@@ -542,14 +546,20 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             "cpu_s": self.cpu_s,
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
-            "http_requests": self.client.requests if self.client else 0,
-            "rpc": self.client.stats() if self.client else {},
+            "http_requests": self._rpc_stats().get("http_requests", 0),
+            "rpc": self._rpc_stats(),
             "pid": os.getpid(),
             "ray_node": _ray_node_id(),
             # Where policies' pool questions were answered: txpool, pending_block (no txpool
             # methods on this node), or None if no policy asked.
             "pool_source": self._pool.source if self._pool.has_txpool is not None else None,
         }
+
+    def _rpc_stats(self) -> dict[str, Any]:
+        """The connection's counters, the dispatch helper's included."""
+        if isinstance(self.rpc, EarlyCoalescingRpc):
+            return self.rpc.stats()
+        return self.client.stats() if self.client else {}
 
     def agent_summaries(self) -> list[dict[str, Any]]:
         return [{"agent": a.id, "group": a.group, "policy": a.policy.name, "address": a.wallet.address,
