@@ -53,16 +53,21 @@ class EarlyCoalescingRpc(CoalescingRpc):
         elif len(self._queue) >= self.early_batch:
             # The turn is still filling the queue: this part leaves now, the rest at the turn's end.
             items, self._queue = self._queue, []
-            self._dispatch(loop, items)
+            try:
+                self._dispatch(loop, items)
+            except Exception:  # noqa: BLE001 - no helper (thread limit...): these go from this loop
+                task = asyncio.ensure_future(self._send(items))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return await fut
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
         helper = self._helper()
+        assert self._helper_client is not None
+        calls = [(m, p) for m, p, _ in items]
+        done = asyncio.run_coroutine_threadsafe(self._helper_client.batch(calls), helper)
         self.batches += 1
         self.early_batches += 1
-        calls = [(m, p) for m, p, _ in items]
-        assert self._helper_client is not None
-        done = asyncio.run_coroutine_threadsafe(self._helper_client.batch(calls), helper)
         done.add_done_callback(lambda f: loop.call_soon_threadsafe(self._deliver, items, f))
 
     @staticmethod

@@ -52,3 +52,19 @@ async def test_a_dead_endpoint_fails_every_caller_of_an_early_batch() -> None:
     finally:
         await rpc.close()
         await client.close()
+
+
+async def test_without_a_helper_the_batch_goes_from_the_loop(anvil, monkeypatch) -> None:
+    client = RpcClient(anvil.url)
+    rpc = EarlyCoalescingRpc(client, anvil.url, early_batch=10)
+
+    def no_thread(self: EarlyCoalescingRpc) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(EarlyCoalescingRpc, "_helper", no_thread)
+    try:
+        answers = await asyncio.gather(*(rpc.call("eth_chainId") for _ in range(25)))
+        assert answers == [await client.call("eth_chainId")] * 25 and rpc.early_batches == 0
+    finally:
+        await rpc.close()
+        await client.close()
