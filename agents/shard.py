@@ -26,43 +26,41 @@ from contracts.abi import ContractABI
 from contracts.rpc import RpcClient, RpcError
 from contracts.signing import LocalAccount, derive_key
 
-from . import gas as gas_limits
 from . import shard_recovery
 from .coalescing import CoalescingRpc
-from .ledger import LedgerRecord, TxStatus, to_columns
-from .shard_ledger import LATENCY_BUCKETS, LedgerBook  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
+from .ledger import LedgerRecord, TxStatus
+from .shard_ledger import LATENCY_BUCKETS, LedgerBook, columns  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
 from .pool import PoolView
 from .policies.base import (
     FINISHED,
-    Action,
-    AddData,
     Contribution,
-    ContributionState,
     Mechanism,
     Observation,
     PolicyContext,
-    PredictTx,
     PublicContribution,
-    Refund,
-    Report,
     Sample,
     resolve_policy,
 )
+from .shard_abi import Encoders
 from .shard_calls import FreeCalls
+from .shard_dispatch import EarlyCoalescingRpc
 from .shard_faults import Faults
 from .shard_outcomes import Outcomes
+from .shard_prepare import Prepare
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
 from .shard_wake import WakeSchedule
 from .wallet import FeeStance, Wallet
 
 
-class ShardCore(FreeCalls, Outcomes, Faults):
+class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
     """The shard's logic, usable directly in tests; `make_actor_class` gives its Ray actor form."""
 
     def __init__(self, config: ShardConfig):
         self.config = config
         self.abis = {name: ContractABI(abi) for name, abi in config.abis.items()}
         self.trainer_abi = self.abis["CollaborativeTrainer"]
+        self._calldata = Encoders(self.trainer_abi)  # byte-identical to trainer_abi.encode, ~10x cheaper
+        self._gas_limits: dict[tuple[str, int], int] = {}  # (operation, n indices) -> limit: see _gas
         self.handler_abi = self.abis.get("DataHandler")
         self.incentive_abi = next((a for n, a in self.abis.items()
                                    if n not in ("CollaborativeTrainer", "DataHandler") and "numValid" in
@@ -150,7 +148,8 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         """Open the connection pool, learn the current block and nonces. Returns the agents'
         addresses (for funding)."""
         self.client = RpcClient(self.config.rpc_url, max_connections=8)
-        self.rpc = CoalescingRpc(self.client)
+        # Batches that fill up while a tick signs leave at once (agents/shard_dispatch.py).
+        self.rpc = EarlyCoalescingRpc(self.client, self.config.rpc_url, max_connections=8)
         self.last_block = await self.client.block_number()
         await self._resync_nonces(force=True)
         return [a.wallet.address for a in self.agents]
@@ -168,6 +167,8 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             self.acting = False
 
     async def close(self) -> None:
+        if isinstance(self.rpc, EarlyCoalescingRpc):
+            await self.rpc.close()
         if self.client is not None:
             await self.client.close()
 
@@ -186,15 +187,21 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         unsynced = self._maybe_unsynced
         if unsynced is not None:
             unsynced = unsynced | {p.agent.slot for p in self.pending.values()}
+        update: asyncio.Future[Any] | None = None
+        if self.acting and self.incentive_abi is not None and self.mechanism.cost_weight:
+            # Asked in the same batch as the new blocks, not after their receipts: one round trip less
+            # per tick. The same value: it is the state at the tick's block (nothing is mined during a
+            # driven tick; with interval mining, a block mined meanwhile could land either side anyway).
+            update = asyncio.ensure_future(self._view(self.config.incentive, self.incentive_abi, "lastUpdateTime"))
+            update.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if unused
         try:
             await self._read_blocks(block.number)
             await self._check_stale(block.number)
             await self._replace_stuck(block, report)
             await self._resync_nonces(among=unsynced)
             if self.acting:
-                if self.incentive_abi is not None and self.mechanism.cost_weight:
-                    self.last_update = int(await self._view(self.config.incentive, self.incentive_abi,
-                                                            "lastUpdateTime"))
+                if update is not None:
+                    self.last_update = int(await update)
                 t = time.perf_counter()
                 due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
                                       {p.agent.slot for p in self.pending.values()})
@@ -305,54 +312,6 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         if sends:
             await asyncio.gather(*sends)
 
-    def _gas_of(self, action: Action) -> tuple[int, int]:
-        """(gas limit, value) an action would be sent with."""
-        model, k = self.config.model_contract, self.config.n_classes
-        if isinstance(action, AddData):
-            return gas_limits.add_data_gas(len(action.sample.data), model, k), action.value
-        if isinstance(action, Refund):
-            return 0, 0  # the contribution's size is known only to the agent: see _affordable
-        if isinstance(action, Report):
-            return gas_limits.report_gas(len(action.target.data), model, k), 0
-        if isinstance(action, PredictTx):
-            return gas_limits.predict_gas(len(action.data), model, k), 0
-        raise TypeError(f"unknown action {action!r}")
-
-    def _worst_cost(self, agent: Agent, action: Action, block: BlockInfo) -> int:
-        """The most an action can cost its sender: value + gas limit * max fee (a policy's budget must
-        hold even if everything pending costs that)."""
-        gas, value = self._gas_of(action)
-        if isinstance(action, Refund):
-            c = agent.by_id(action.contribution_id)
-            gas = gas_limits.refund_gas(len(c.data), self.config.model_contract, self.config.n_classes)
-        stance = replace(agent.fees, tip=action.tip) if action.tip is not None else agent.fees
-        return value + gas * stance.price(block.base_fee)[1]
-
-    def _prepare(self, agent: Agent, action: Action, block: BlockInfo
-                 ) -> tuple[Agent, str, bytes, int, int, BlockInfo, Contribution | None, PublicContribution | None,
-                            int | None] | None:
-        t = self.trainer_abi
-        model, k = self.config.model_contract, self.config.n_classes
-        if isinstance(action, AddData):
-            c = agent.new_contribution(action.sample)
-            return (agent, "add", t.encode("addData", list(c.data), c.label), action.value,
-                    gas_limits.add_data_gas(len(c.data), model, k), block, c, None, action.tip)
-        if isinstance(action, Refund):
-            c = agent.by_id(action.contribution_id)
-            if c.state is not ContributionState.ADDED:
-                return None
-            c.state = ContributionState.REFUND_SENT
-            return (agent, "refund", t.encode("refund", list(c.data), c.label, c.added_time), 0,
-                    gas_limits.refund_gas(len(c.data), model, k), block, c, None, action.tip)
-        if isinstance(action, Report):
-            g = action.target
-            return (agent, "report", t.encode("report", list(g.data), g.label, g.added_time, g.author), 0,
-                    gas_limits.report_gas(len(g.data), model, k), block, None, g, action.tip)
-        if isinstance(action, PredictTx):
-            return (agent, "spam", t.encode("predict", list(action.data)), 0,
-                    gas_limits.predict_gas(len(action.data), model, k), block, None, None, action.tip)
-        raise TypeError(f"unknown action {action!r}")
-
     async def _send(self, agent: Agent, kind: str, data: bytes, value: int, gas: int, block: BlockInfo,
                     c: Contribution | None, target: PublicContribution | None, tip: int | None, *,
                     report: TickReport, nonce: int | None = None, replaces: _Pending | None = None,
@@ -365,9 +324,10 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         else:
             tx, nonce, tip_used, max_fee = agent.wallet.sign_at(
                 nonce, to=self.trainer_bytes, data=data, value=value, gas=gas, base_fee=block.base_fee, fees=stance)
+        tx_hash, raw_hex = tx.hash_hex, tx.raw_hex  # properties that build a new string each time
         record = LedgerRecord(
             agent=agent.id, group=agent.group, policy=agent.policy.name, action=kind,
-            sender=agent.wallet.address, nonce=nonce, tx_hash=tx.hash_hex, gas_limit=gas, max_fee=max_fee,
+            sender=agent.wallet.address, nonce=nonce, tx_hash=tx_hash, gas_limit=gas, max_fee=max_fee,
             max_priority_fee=tip_used, value=value, submitted_wall=time.time(), submitted_block=block.number,
             replaces=replaces.record.tx_hash if replaces else "",
             target_tx=(c.add_tx if kind == "refund" and c is not None else target.tx_hash if target is not None else ""),
@@ -379,18 +339,18 @@ class ShardCore(FreeCalls, Outcomes, Faults):
         agent.reserved += reserved
         if claim_key is not None:
             agent.claims_in_flight.add(claim_key)
-        self.pending[tx.hash_hex] = _Pending(record, agent, c, (data, value, gas), target, reserved, claim_key)
-        self._meta[tx.hash_hex] = (c, (data, value, gas), target)
-        self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx.hash_hex)
+        self.pending[tx_hash] = _Pending(record, agent, c, (data, value, gas), target, reserved, claim_key)
+        self._meta[tx_hash] = (c, (data, value, gas), target)
+        self.by_nonce.setdefault((agent.wallet.address, nonce), []).append(tx_hash)
         agent.in_flight += 1
         report.sent += 1
         if self.config.keep_raw:
-            self._raw[tx.hash_hex] = tx.raw_hex
+            self._raw[tx_hash] = raw_hex
         try:
-            await self.rpc.call("eth_sendRawTransaction", tx.raw_hex)
+            await self.rpc.call("eth_sendRawTransaction", raw_hex)
         except RpcError as e:
             # The node refused it: final. A refused replacement leaves the original in charge.
-            self._finish(tx.hash_hex, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
+            self._finish(tx_hash, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
             if replaces is None:
                 agent.wallet.invalidate_nonce()
         except Exception:  # noqa: BLE001 - no answer: its fate is unknown until looked up
@@ -511,7 +471,7 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             await self._check_stale(last_block, force=True)
         if self.ledger.stream:
             return self.take_ledger()  # the rest went out with the ticks
-        return to_columns(list(self.records.values()))
+        return columns(list(self.records.values()))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -524,14 +484,20 @@ class ShardCore(FreeCalls, Outcomes, Faults):
             "cpu_s": self.cpu_s,
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,
-            "http_requests": self.client.requests if self.client else 0,
-            "rpc": self.client.stats() if self.client else {},
+            "http_requests": self._rpc_stats().get("http_requests", 0),
+            "rpc": self._rpc_stats(),
             "pid": os.getpid(),
             "ray_node": _ray_node_id(),
             # Where policies' pool questions were answered: txpool, pending_block (no txpool
             # methods on this node), or None if no policy asked.
             "pool_source": self._pool.source if self._pool.has_txpool is not None else None,
         }
+
+    def _rpc_stats(self) -> dict[str, Any]:
+        """The connection's counters, the dispatch helper's included."""
+        if isinstance(self.rpc, EarlyCoalescingRpc):
+            return self.rpc.stats()
+        return self.client.stats() if self.client else {}
 
     def agent_summaries(self) -> list[dict[str, Any]]:
         return [{"agent": a.id, "group": a.group, "policy": a.policy.name, "address": a.wallet.address,

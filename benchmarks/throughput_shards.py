@@ -106,11 +106,11 @@ async def drive(chain: Chain, miner: Miner, n: int, tick_all: Any, w: Window) ->
             "monitor_blocks": len(monitor.records)}
 
 
-async def run_shards_inprocess(s: Settings, run: int) -> dict[str, Any]:
+async def run_shards_inprocess(s: Settings, run: int, n_shards: int = 1) -> dict[str, Any]:
     chain = await new_chain(s)
     cores: list[ShardCore] = []
     try:
-        cores = [ShardCore(cfg) for cfg in shard_configs(s, chain, s.n, 1, run)]
+        cores = [ShardCore(cfg) for cfg in shard_configs(s, chain, s.n, n_shards, run)]
         addresses = [a for c in cores for a in await c.start()]
         await fund_batched(chain, addresses)
 
@@ -125,7 +125,7 @@ async def run_shards_inprocess(s: Settings, run: int) -> dict[str, Any]:
         out = figures(s.n, d["submitted"], d["included"])
         out.update(ledger=dict(Counter(x for led in ledgers for x in led["status"])), ticks=d["ticks"],
                    tick_ms_median=d["tick_ms_median"], tick_ms_max=d["tick_ms_max"], blocks=miner.blocks,
-                   errors=d["errors"], shards=1, agents=len(addresses), timeline=d["timeline"],
+                   errors=d["errors"], shards=len(cores), agents=len(addresses), timeline=d["timeline"],
                    rpc_batches=sum(c.stats()["rpc_batches"] for c in cores),
                    http_requests=sum(c.stats()["http_requests"] for c in cores))
         return out
@@ -168,6 +168,9 @@ async def run_shards_ray(s: Settings, run: int) -> dict[str, Any]:
                    errors=d["errors"], shards=len(shards), shard_pids_found=len(pids), agents=len(addresses),
                    timeline=d["timeline"],
                    shard_create_s=create_s, rpc_batches=sum(x["rpc_batches"] for x in stats),
+                   # CPU inside ticks per shard (all the shard's threads), against the window's figure
+                   # for the shard processes as a whole: the difference is Ray's own work.
+                   shard_tick_cpu_s=[x["cpu_s"] for x in stats],
                    http_requests=sum(x["http_requests"] for x in stats))
         return out
     finally:
