@@ -29,7 +29,12 @@ class CoalescingRpc:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
+        else:
+            self._queued(loop)
         return await fut
+
+    def _queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A call joined a turn's queue that is already scheduled to flush (a subclass may send early)."""
 
     def _flush(self) -> None:
         self._scheduled = False

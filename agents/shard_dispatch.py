@@ -43,14 +43,8 @@ class EarlyCoalescingRpc(CoalescingRpc):
         self._helper_client: RpcClient | None = None
         self.early_batches = 0
 
-    async def call(self, method: str, *params: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((method, params, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        elif len(self._queue) >= self.early_batch:
+    def _queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        if len(self._queue) >= self.early_batch:
             # The turn is still filling the queue: this part leaves now, the rest at the turn's end.
             items, self._queue = self._queue, []
             try:
@@ -59,7 +53,6 @@ class EarlyCoalescingRpc(CoalescingRpc):
                 task = asyncio.ensure_future(self._send(items))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        return await fut
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop, items: list[_Item]) -> None:
         helper = self._helper()

@@ -133,6 +133,11 @@ def read_log(path: Path, key: str = "tx_hash") -> tuple[pa.Table, bool]:
 def read_columns(path: Path, key: str = "tx_hash") -> dict[str, list[Any]]:
     """`read_log` as Python columns, wei amounts as ints (what the results writers and readers use)."""
     table, _complete = read_log(path, key)
+    return table_columns(table)
+
+
+def table_columns(table: pa.Table) -> dict[str, list[Any]]:
+    """An Arrow table as Python columns, wei amounts (decimal columns) as ints."""
     cols: dict[str, list[Any]] = {}
     for name in table.column_names:
         col = table.column(name)

@@ -50,19 +50,14 @@ def _read_table(path: Path) -> tuple[dict[str, list[Any]] | None, str | None]:
     if not path.exists():
         return None, f"{path.name} is missing"
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
+
+        from .ledger_log import table_columns  # pyarrow loads only when a table is read
 
         table = pq.read_table(path)
     except Exception as e:  # noqa: BLE001 - a damaged file must not cost the rest of the report
         return None, f"{path.name} could not be read ({type(e).__name__}: {e})"
-    cols: dict[str, list[Any]] = {}
-    for name in table.column_names:
-        col = table.column(name)
-        values = col.to_pylist()
-        if pa.types.is_decimal(col.type):
-            values = [None if v is None else int(v) for v in values]
-        cols[name] = values
+    cols = table_columns(table)
     if table.num_rows == 0:
         return cols, f"{path.name} has no rows"
     return cols, None
