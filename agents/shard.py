@@ -26,7 +26,7 @@ from contracts.abi import ContractABI
 from contracts.rpc import RpcClient, RpcError
 from contracts.signing import LocalAccount, derive_key
 
-from . import shard_recovery
+from . import shard_memory, shard_recovery
 from .coalescing import CoalescingRpc
 from .ledger import LedgerRecord, TxStatus
 from .shard_ledger import LATENCY_BUCKETS, LedgerBook, columns  # noqa: F401 - LATENCY_BUCKETS: re-exported (Prometheus)
@@ -50,6 +50,7 @@ from .shard_prepare import Prepare
 from .shard_types import Agent, AgentSpec, BlockInfo, ShardConfig, TickReport, _Pending
 from .shard_wake import WakeSchedule
 from .wallet import FeeStance, Wallet
+from .window import Window
 
 
 class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
@@ -86,7 +87,8 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         self._add_agents(config.agents)
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
-        self.public: list[PublicContribution] = []
+        self.public: Window[PublicContribution] = Window()  # forgets what is settled (shard_memory.py)
+        self._next_public_forget = 0
         self._senders: dict[str, str] = {}
         # The ledger's live records and running counters (agents/shard_ledger.py); `records` is its
         # dict of them, tx hash -> record.
@@ -255,14 +257,21 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         if self._checkpoint_block is not None:
             safe = min(safe, self._checkpoint_block)
         cols, forgotten = self.ledger.take(safe)
+        settled: list[tuple[Agent, Contribution]] = []
         for r in forgotten:
-            self._meta.pop(r.tx_hash, None)
+            meta = self._meta.pop(r.tx_hash, None)
+            if meta is not None and (c := shard_memory.settled_contribution(r, meta[0])) is not None:
+                settled.append((self._agent_by_address[r.sender], c))
             self._raw.pop(r.tx_hash, None)
             same_nonce = self.by_nonce.get((r.sender, r.nonce))
             if same_nonce is not None and r.tx_hash in same_nonce:  # a dropped one keeps its entry
                 same_nonce.remove(r.tx_hash)
                 if not same_nonce:
                     del self.by_nonce[(r.sender, r.nonce)]
+        shard_memory.forget_contributions(settled)
+        if self.last_block >= self._next_public_forget:
+            self._next_public_forget = self.last_block + shard_memory.PUBLIC_EVERY_BLOCKS
+            shard_memory.forget_public(self, safe)
         return cols
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:
@@ -481,6 +490,8 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
             "records_retired": self.ledger.retired,
             "pending": len(self.pending),
             "public_contributions": len(self.public),
+            "public_kept": self.public.kept,  # the rest was settled and forgotten
+            "contributions_kept": sum(a.contributions.kept for a in self.agents),
             "cpu_s": self.cpu_s,
             "process_cpu_s": time.process_time() - self._cpu_start,
             "rpc_batches": self.rpc.batches if self.rpc else 0,

@@ -13,6 +13,7 @@ from .ledger import LedgerRecord, TxStatus
 from .policies.base import Contribution, ContributionState, PublicContribution
 from .shard_ledger import LedgerBook
 from .shard_types import Agent, BlockInfo, _Pending
+from .window import Window
 
 
 class Faults:
@@ -23,7 +24,7 @@ class Faults:
     by_nonce: dict[tuple[str, int], list[str]]
     ledger: LedgerBook
     _checkpoint_block: int | None
-    public: list[PublicContribution]
+    public: Window[PublicContribution]
     last_block: int
     _raw: dict[str, str]
     _meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]]
@@ -133,7 +134,10 @@ class Faults:
             self.pending[r.tx_hash] = _Pending(r, agent, c, raw_args, target)
             self.by_nonce.setdefault((r.sender, r.nonce), []).append(r.tx_hash)
             undone.append(r.tx_hash)
-        self.public = [c for c in self.public if c.block < first_replaced]
+        n = len(self.public)
+        while n > self.public.start and self.public[n - 1].block >= first_replaced:
+            n -= 1
+        self.public.truncate(n)
         self.last_block = min(self.last_block, first_replaced - 1)
         return undone
 

@@ -18,6 +18,7 @@ from .ledger import LedgerRecord, TxStatus
 from .policies.base import ContributionState, Mechanism, PublicContribution
 from .shard_ledger import LedgerBook
 from .shard_types import ShardConfig, _Pending
+from .window import Window
 
 
 class Outcomes:
@@ -33,7 +34,7 @@ class Outcomes:
     pending: dict[str, _Pending]
     ledger: LedgerBook
     by_nonce: dict[tuple[str, int], list[str]]
-    public: list[PublicContribution]
+    public: Window[PublicContribution]
     needs_public: bool
     last_block: int
     _senders: dict[str, str]  # AddData sender topic -> address as the ABI spells it

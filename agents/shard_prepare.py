@@ -56,7 +56,8 @@ class Prepare:
         hold even if everything pending costs that)."""
         gas, value = self._gas_of(action)
         if isinstance(action, Refund):
-            gas = self._gas("refund", len(agent.by_id(action.contribution_id).data))
+            c = agent.by_id(action.contribution_id)
+            gas = self._gas("refund", len(c.data)) if c is not None else 0  # forgotten: not sent
         stance = replace(agent.fees, tip=action.tip) if action.tip is not None else agent.fees
         return value + gas * stance.price(block.base_fee)[1]
 
@@ -70,7 +71,7 @@ class Prepare:
                     self._gas("add", len(c.data)), block, c, None, action.tip)
         if isinstance(action, Refund):
             c = agent.by_id(action.contribution_id)
-            if c.state is not ContributionState.ADDED:
+            if c is None or c.state is not ContributionState.ADDED:
                 return None
             c.state = ContributionState.REFUND_SENT
             return (agent, "refund", enc("refund", list(c.data), c.label, c.added_time), 0,

@@ -8,6 +8,7 @@ from typing import Any
 from .ledger import LedgerRecord
 from .policies.base import Contribution, Policy, PublicContribution, Sample
 from .wallet import FeeStance, Wallet
+from .window import Window
 
 
 @dataclass
@@ -117,7 +118,8 @@ class Agent:
         self.wallet = wallet
         self.policy = policy
         self.fees = fees
-        self.contributions: list[Contribution] = []
+        # Ids are indices; refunded or failed ones are forgotten once settled deep (shard_memory.py).
+        self.contributions: Window[Contribution] = Window()
         self.in_flight = 0
         self.spent = 0
         self.reserved = 0  # worst-case cost of its pending transactions (value + gas limit * max fee)
@@ -130,5 +132,6 @@ class Agent:
         self.contributions.append(c)
         return c
 
-    def by_id(self, cid: int) -> Contribution:
-        return self.contributions[cid]  # ids are list positions
+    def by_id(self, cid: int) -> Contribution | None:
+        """Its contribution `cid`; None once settled and forgotten (nothing more can be done with it)."""
+        return self.contributions.get(cid)

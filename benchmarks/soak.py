@@ -205,6 +205,9 @@ async def soak(s: Settings) -> dict[str, Any]:
             async def finalize(last: int) -> list[dict[str, list[Any]]]:
                 return list(await asyncio.gather(*(sh.finalize.remote(last) for sh in shards)))
 
+            async def shard_stats() -> list[dict[str, Any]]:
+                return list(await asyncio.gather(*(sh.stats.remote() for sh in shards)))
+
             shard_pids = sorted(p for p in descendants(os.getpid()) if proc_name(p).startswith("ray::ShardCore"))
         else:
             cores = [ShardCore(cfg) for cfg in configs]
@@ -216,6 +219,9 @@ async def soak(s: Settings) -> dict[str, Any]:
 
             async def finalize(last: int) -> list[dict[str, list[Any]]]:
                 return [await c.finalize(last) for c in cores]
+
+            async def shard_stats() -> list[dict[str, Any]]:
+                return [c.stats() for c in cores]
 
             shard_pids = []
         fund_s = await fund_batched(chain, addresses, FUNDING_WEI)
@@ -278,6 +284,9 @@ async def soak(s: Settings) -> dict[str, Any]:
             loop_s = time.perf_counter() - t0
             last = (await block_info(chain.client)).number
             ledger_log.extend(await finalize(last))
+            # What each shard still holds at the end: the part of its state that grows with the run.
+            held = [{k: st.get(k) for k in ("records", "records_retired", "public_contributions", "public_kept",
+                                            "contributions_kept")} for st in await shard_stats()]
             ledgers = [ledger_log.read()]  # each transaction's last row, as a run's ledger.parquet
             ledger_log.discard()
         balances: dict[str, int] = {}
@@ -307,7 +316,7 @@ async def soak(s: Settings) -> dict[str, Any]:
                          "workload": "honest agents: addData (10 even indices, label 1, the model agrees) "
                                      "then refund after the wait",
                          "contracts": COMPILE_NOTE or ["compiled from the source tree"]},
-            "setup_s": setup_s, "funding_s": fund_s, "loop_s": loop_s, "finished": finished,
+            "setup_s": setup_s, "funding_s": fund_s, "loop_s": loop_s, "finished": finished, "shards_hold": held,
             "ticks": ticks, "blocks": monitor.records[-1].number if monitor.records else None,
             "tick_ms_p50": quantile(sorted(tick_ms), 0.5), "tick_ms_p99": quantile(sorted(tick_ms), 0.99),
             "mine_ms_p50": quantile(sorted(mine_ms), 0.5), "mine_ms_p99": quantile(sorted(mine_ms), 0.99),

@@ -36,3 +36,5 @@ def print_report(r: dict[str, Any]) -> None:
         print(f"  {name:<34} {v['start_mib']:>7.0f} {v['after_warmup_mib'] or float('nan'):>7.0f} "
               f"{v['end_mib']:>7.0f} {v['peak_mib']:>7.0f}  {v['growth_mib_per_10k_tx']:+8.2f} MiB/10k tx  "
               f"{r['memory_verdict'][name]}")
+    for k, held in enumerate(r.get("shards_hold") or []):
+        print(f"  shard {k} holds at the end: {held}")

@@ -37,6 +37,7 @@ malformed_size (2000), beyond_index (1,000,000), and the claim loop's (see hones
 
 from __future__ import annotations
 
+import sys
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -253,6 +254,11 @@ class AdversarialPolicy(Policy):
         """Others' contributions matter to its claims once their refund wait has passed; a griefer
         copies them at once."""
         return 0 if self.attack == "grief" else mechanism.refund_wait
+
+    def public_needed_from(self) -> int:
+        if self.attack == "grief":
+            return 0  # it walks the whole list for contributions not yet copied
+        return sys.maxsize if self._claims_off else self.claims_need_from()
 
     def next_wake(self, obs: Observation) -> int | None:
         """Every block while it attacks (a front-runner only while others' transactions are pending);

@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -149,8 +151,9 @@ class Observation:
     address: str
     in_flight: int  # this agent's transactions not yet final
     spent: int  # wei this agent has paid so far: deposits kept plus fees, minus what came back
-    contributions: list[Contribution]  # its own
-    public: list[PublicContribution]  # everyone's, in order of addition (shared; do not mutate)
+    # Both index from the start of the run; long runs forget what is settled (agents/window.py).
+    contributions: Sequence[Contribution]  # its own; a contribution's id is its index
+    public: Sequence[PublicContribution]  # everyone's, in order of addition (shared; do not mutate)
     predictions: dict[tuple[int, ...], int] = field(default_factory=dict)
     claimable: dict[tuple[str, int, int, tuple[int, ...]], int] = field(default_factory=dict)
     claimed: dict[tuple[str, int, int, tuple[int, ...]], bool] = field(default_factory=dict)
@@ -284,6 +287,20 @@ class Policy:
         `next_wake` or decisions. While asleep (its wake later than that moment) the shard evaluates
         its wake again when one appears. 0 (the default): at once."""
         return 0
+
+    def public_needed_from(self) -> int:
+        """The lowest index of `obs.public` (indices count from the start of the run) this policy may
+        still read. The shard forgets entries below every agent's, once settled deep enough
+        (agents/shard_memory.py). 0, the default: the whole list, which the shard then keeps."""
+        return 0
+
+    def claims_need_from(self) -> int:
+        """What the claim loop still needs of the public list: for policies whose only reader of it
+        is their claim loop (`sys.maxsize`: nothing)."""
+        if self.claims is None:
+            return sys.maxsize
+        cursor = self.claims.public_cursor()
+        return sys.maxsize if cursor is None else cursor
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name, **self.params}

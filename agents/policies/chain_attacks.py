@@ -132,6 +132,10 @@ class ChainAttackPolicy(AdversarialPolicy):
 
     # ---- the policy interface ---------------------------------------------------------------------
 
+    def public_needed_from(self) -> int:
+        needed = super().public_needed_from()
+        return min(needed, self._seen) if self.attack == "deadline_congestion" else needed
+
     def attacking(self, obs: Observation) -> bool:
         if self.attack not in CHAIN_ATTACKS:
             return super().attacking(obs)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .base import (
     FINISHED,
@@ -83,6 +84,7 @@ def own_key(address: str, c: Contribution) -> Key:
 
 @dataclass
 class ClaimLoop:
+    COLLECT_MIN: ClassVar[int] = 256
     rules: ClaimRules = field(default_factory=ClaimRules)
     # Greedy raises its tip for valuable claims: (obs, reward) -> tip or None for the default.
     tip_for: Callable[[Observation, int], int | None] | None = None
@@ -100,11 +102,16 @@ class ClaimLoop:
         # public list (thousands of contributions times every agent of the shard, every block).
         self._heap: list[tuple[int, int, Key]] = []
         self._sched: dict[Key, int] = {}
-        self._by_key: dict[Key, PublicContribution] = {}
+        # Others' contributions it may still claim, with their index in the public list. Settled ones
+        # leave (with what was known of them), so a long run holds only what is still in play.
+        self._by_key: dict[Key, tuple[int, PublicContribution]] = {}
+        # Reportable but for its verified count, which is 0: scheduled again once it has one.
+        self._parked: dict[Key, tuple[int, PublicContribution]] = {}
         self._ingested = 0
         self._dirty: set[Key] = set()
-        self._rebuild = False
+        self._unpark = False
         self._seq = 0  # tie-breaker of equal moments (an int: the policy is pickled in snapshots)
+        self._collect_at = self.COLLECT_MIN  # size of the per-key memos at which settled keys are swept out
 
     # ---- moments ---------------------------------------------------------------------------------
 
@@ -162,7 +169,7 @@ class ClaimLoop:
             return c.added_time + int(self.rules.give_up_s)
         return c.added_time + max(m.any_address_claim_wait, 2 * m.refund_wait)
 
-    def _other_moment(self, obs: Observation, c: PublicContribution) -> int | None:
+    def _other_moment(self, obs: Observation, c: PublicContribution, assume_valid: bool = False) -> int | None:
         m = obs.mechanism
         key = c.key
         if key in self._done or c.author == obs.address or m.claims == "none":
@@ -178,7 +185,7 @@ class ClaimLoop:
             return None
         take_all = c.added_time + m.any_address_claim_wait + self.rules.take_all_grace_s
         take = None
-        if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0):
+        if self.rules.report and key not in self._took and (self._valid is None or self._valid > 0 or assume_valid):
             step = self.report_every_s(obs)
             take = self._grid_ceil(opens, step) if last is None else max(opens, self._grid_ceil(last + 1, step))
             if take >= take_all - self.rules.take_all_grace_s:
@@ -313,6 +320,7 @@ class ClaimLoop:
         """The earliest chain time a claim may be due; FINISHED when nothing could ever be claimed."""
         moments = [t for c in obs.contributions if (t := self._own_moment(obs, c)) is not None]
         self._sync(obs)
+        self._collect(obs)
         while self._heap and self._sched.get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)  # stale entry
         if self._heap:
@@ -344,38 +352,91 @@ class ClaimLoop:
 
     # ---- the schedule of others' contributions -----------------------------------------------------
 
+    def looks_at_others(self) -> bool:
+        """Whether others' contributions can matter to it (its rules report or take)."""
+        r = self.rules
+        return r.report or r.take_all or r.points_reports
+
+    def public_cursor(self) -> int | None:
+        """The lowest index of the public list it may still read (None: it never reads it): what it
+        needs of an entry below is in its own schedule."""
+        return self._ingested if self.looks_at_others() else None
+
     def _set_valid(self, n: int) -> None:
         if self._valid == 0 and n > 0:
-            self._rebuild = True  # report moments skipped while it had no verified data count again
+            self._unpark = True  # report moments skipped while it had no verified data count again
         self._valid = n
 
     def _sync(self, obs: Observation) -> None:
         """Take in contributions whose refund wait has passed (nothing can be claimed before; the list
         is in order of addition, so this is a cursor, and a run that ends before any wait passes
-        never pays for it). The list only grows, except when a reorg cuts it: then start over."""
+        never pays for it). The list only grows, except when a reorg cuts it: what came from the cut
+        blocks leaves the schedule, and the cursor goes back to the cut."""
         pub = obs.public
-        if self._rebuild or len(pub) < self._ingested:
-            self._heap, self._sched, self._by_key, self._ingested = [], {}, {}, 0
-            self._rebuild = False
+        n = len(pub)
+        if n < self._ingested:
+            self._cut(n)
+        if self._unpark:
+            self._unpark = False
+            waiting = sorted([*self._by_key.values(), *self._parked.values()], key=lambda e: e[0])
+            self._parked = {}
+            for i, c in waiting:
+                self._schedule(obs, c, i)
         wait = obs.mechanism.refund_wait
-        i = self._ingested
-        while i < len(pub) and pub[i].added_time + wait <= obs.time:
-            self._schedule(obs, pub[i])
+        # Entries below the list's start were forgotten by the shard: none of its agents needs them
+        # (an agent added to a running shard starts there).
+        i = max(self._ingested, getattr(pub, "start", 0))
+        while i < n and (c := pub[i]).added_time + wait <= obs.time:
+            self._schedule(obs, c, i)
             i += 1
-        self._ingested = i
+        self._ingested = max(i, self._ingested)
         for key in self._dirty:
-            c = self._by_key.get(key)
-            if c is not None:
-                self._schedule(obs, c)
+            entry = self._by_key.get(key)
+            if entry is not None:
+                self._schedule(obs, entry[1], entry[0])
         self._dirty.clear()
 
-    def _schedule(self, obs: Observation, c: PublicContribution) -> None:
-        t = self._other_moment(obs, c)
+    def _cut(self, n: int) -> None:
+        """A reorg cut the public list to `n` entries."""
+        for memo in (self._by_key, self._parked):
+            for key in [k for k, (i, _) in memo.items() if i >= n]:
+                del memo[key]
+                self._sched.pop(key, None)  # its heap entries are stale now
+        self._ingested = n
+
+    def _collect(self, obs: Observation) -> None:
+        """Sweep the per-key memos of contributions settled for good: own ones the shard has forgotten,
+        others' ones out of the schedule (nothing looks at them again). Amortised: only when the
+        memos have doubled since the last sweep."""
+        if len(self._checked) + len(self._done) + len(self._attempts) + len(self._took) <= self._collect_at:
+            return
+        m = obs.mechanism
+        for key in [k for k, (_, c) in self._parked.items() if c.added_time + m.any_address_claim_wait <= obs.time]:
+            del self._parked[key]  # its report window closed: only a take-all could follow, not scheduled
+        live = {own_key(obs.address, c) for c in obs.contributions}
+        live.update(self._by_key, self._parked, obs.claims_in_flight)
+        for memo in (self._checked, self._attempts):
+            for key in [k for k in memo if k not in live]:
+                del memo[key]
+        self._done &= live
+        self._took &= live
+        size = len(self._checked) + len(self._done) + len(self._attempts) + len(self._took)
+        self._collect_at = max(self.COLLECT_MIN, 2 * size)
+
+    def _schedule(self, obs: Observation, c: PublicContribution, index: int | None = None) -> None:
         key = c.key
+        if index is None:
+            entry = self._by_key.get(key) or self._parked.get(key)
+            index = entry[0] if entry is not None else -1
+        t = self._other_moment(obs, c)
         if t is None:
             self._sched.pop(key, None)
+            self._by_key.pop(key, None)
+            if self._valid == 0 and self._other_moment(obs, c, assume_valid=True) is not None:
+                self._parked[key] = (index, c)
             return
-        self._by_key[key] = c
+        self._parked.pop(key, None)
+        self._by_key[key] = (index, c)
         if self._sched.get(key) != t:
             self._sched[key] = t
             self._seq += 1
@@ -383,24 +444,24 @@ class ClaimLoop:
 
     def _due_public(self, obs: Observation) -> list[PublicContribution]:
         self._sync(obs)
-        due: list[PublicContribution] = []
+        due: list[tuple[int, PublicContribution]] = []
         while self._heap and self._heap[0][0] <= obs.time:
             t, _, key = heapq.heappop(self._heap)
             if self._sched.get(key) != t:
                 continue  # stale
-            c = self._by_key[key]
+            i, c = self._by_key[key]
             now = self._other_moment(obs, c)
             if now is None:
-                del self._sched[key]
+                self._schedule(obs, c, i)  # leaves the schedule (or waits for a verified count)
             elif now > obs.time:
                 self._sched[key] = now
                 self._seq += 1
                 heapq.heappush(self._heap, (now, self._seq, key))
             else:
                 del self._sched[key]  # rescheduled once decided on
-                due.append(c)
-        due.sort(key=lambda c: (c.block, c.added_time))  # order of addition, as the reference walks them
-        return due
+                due.append((i, c))
+        due.sort(key=lambda e: e[0])  # order of addition, as the reference walks them
+        return [c for _, c in due]
 
     def _tip(self, obs: Observation, reward: int) -> int | None:
         return self.tip_for(obs, reward) if self.tip_for is not None else None

@@ -176,6 +176,8 @@ class GreedyPolicy(Policy):
         """Others' contributions matter only to its claims, once their refund wait has passed."""
         return mechanism.refund_wait
 
+    # public_needed_from stays 0: its value of a verified contribution sums every deposit so far.
+
     def next_wake(self, obs: Observation) -> int | None:
         """Every block while it has samples to place; otherwise its next claim moment (its own
         refund, others' report windows, the any-address window), so idle days can be skipped."""

@@ -82,6 +82,9 @@ class HonestPolicy(Policy):
         """Others' contributions matter only to its claims, once their refund wait has passed."""
         return mechanism.refund_wait
 
+    def public_needed_from(self) -> int:
+        return self.claims_need_from()
+
     def next_wake(self, obs: Observation) -> int | None:
         assert self.claims is not None
         if obs.in_flight > 0:
