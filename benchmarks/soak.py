@@ -71,6 +71,7 @@ from soak_stats import (  # noqa: E402
     reanalyze,
     reconcile,
     trend,
+    warmup_of,
     windows,
 )
 
@@ -298,7 +299,9 @@ async def soak(s: Settings) -> dict[str, Any]:
         actions = Counter(x for led in ledgers for x in led["action"])
         n_final = sum(v for k, v in statuses.items() if k != "pending")
         samples = sampler.samples
-        per_process = memory_verdict(samples, n_final)
+        per_process = memory_verdict(samples, n_final, warmup_of({"reorg_depth": s.reorg_depth,
+                                                                  "refund_wait_s": s.refund_wait,
+                                                                  "per_block": s.per_block}))
         wins = windows(ledgers, s.window or max(1, n_final // 20), samples)
         lat_trend = trend(wins)
         node_cpu = samples[-1]["node_cpu_s"] - samples[0]["node_cpu_s"] if samples else float("nan")

@@ -88,10 +88,19 @@ def group_rss(rss: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def memory_verdict(samples: list[dict[str, Any]], n: int) -> dict[str, dict[str, Any]]:
+def warmup_of(settings: dict[str, Any]) -> float:
+    """Transactions until a shard's windows are full: the ledger's reorg depth and the refund wait,
+    in blocks, times the transactions per block (plus ten blocks' slack)."""
+    blocks = int(settings.get("reorg_depth") or 0) + int(settings.get("refund_wait_s") or 0) + 10
+    return float(blocks * int(settings.get("per_block") or 0))
+
+
+def memory_verdict(samples: list[dict[str, Any]], n: int, warmup_tx: float = 0.0) -> dict[str, dict[str, Any]]:
     """Per process: RSS at start, after warm-up, at the end, peak, and the fitted growth per 10k final
-    transactions after warm-up (the first 10%: pools, imports and caches fill up then)."""
-    warm = [x for x in samples if x["final"] >= 0.1 * n]
+    transactions after warm-up: the first 10% (pools, imports and caches fill up then), or longer,
+    `warmup_tx`, while the shards' windows fill (settled records are held `reorg_depth` blocks, and
+    contributions until their refund)."""
+    warm = [x for x in samples if x["final"] >= max(0.1 * n, min(warmup_tx, 0.5 * n))]
     names = sorted({k for x in samples for k in x["rss_mib"]})
     out: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -139,7 +148,8 @@ def reanalyze(path: Path) -> dict[str, Any]:
     """Recompute the trend and the memory verdict of a written result (no re-run)."""
     r = json.loads(path.read_text())
     r["latency_trend"] = trend(r["windows"])
-    r["memory"] = memory_verdict(r["memory_samples"], r["final"])
+    st = r.get("settings", {})
+    r["memory"] = memory_verdict(r["memory_samples"], r["final"], warmup_of(st))
     r["memory_verdict"] = {k: classify(v) for k, v in r["memory"].items()}
     return r
 
