@@ -88,7 +88,7 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         self._meta: dict[str, tuple[Contribution | None, tuple[bytes, int, int], PublicContribution | None]] = {}
         self.needs_public = any(getattr(a.policy, "needs_public", False) for a in self.agents)
         self.public: Window[PublicContribution] = Window()  # forgets what is settled (shard_memory.py)
-        self._next_public_forget = 0
+        self._public_forget_at = shard_memory.PUBLIC_MIN_KEPT
         self._senders: dict[str, str] = {}
         # The ledger's live records and running counters (agents/shard_ledger.py); `records` is its
         # dict of them, tx hash -> record.
@@ -269,9 +269,9 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
                 if not same_nonce:
                     del self.by_nonce[(r.sender, r.nonce)]
         shard_memory.forget_contributions(settled)
-        if self.last_block >= self._next_public_forget:
-            self._next_public_forget = self.last_block + shard_memory.PUBLIC_EVERY_BLOCKS
+        if self.public.kept >= self._public_forget_at:
             shard_memory.forget_public(self, safe)
+            self._public_forget_at = max(shard_memory.PUBLIC_MIN_KEPT, 2 * self.public.kept)
         return cols
 
     def _observe(self, agent: Agent, block: BlockInfo) -> Observation:

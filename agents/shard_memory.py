@@ -22,9 +22,10 @@ from .policies.base import Contribution, ContributionState, PublicContribution
 from .shard_types import Agent
 from .window import Window
 
-# The public list's bound is an O(agents) question: asked every so many blocks, and only if some
-# entry could go (the cost then is one attribute read per agent, about 0.1 us each).
-PUBLIC_EVERY_BLOCKS = 16
+# The public list's bound is an O(agents) question (a method call per agent, ~0.3 us each): asked
+# when the list holds this many entries, then each time it has doubled since the last answer, so
+# it costs O(agents) per doubling and the list stays within twice what the agents still need.
+PUBLIC_MIN_KEPT = 256
 
 
 class ForgettingShard(Protocol):

@@ -10,6 +10,7 @@ import pytest
 from conftest import deploy_small
 from test_wallet_shard import fund, latest, make_core
 
+from agents import shard_memory
 from agents.policies.claims import ClaimLoop
 from agents.shard import AgentSpec, ShardCore
 from agents.window import ForgottenError, Window
@@ -125,6 +126,7 @@ async def run_shard(anvil, client, compiled, chain_id, system, *, stream: bool) 
 async def test_a_streaming_shard_forgets_what_is_settled_and_sends_the_same(anvil, client, compiled, dev, chain_id,
                                                                              monkeypatch):
     monkeypatch.setattr(ClaimLoop, "COLLECT_MIN", 8)  # sweep the memos often in a short run
+    monkeypatch.setattr(shard_memory, "PUBLIC_MIN_KEPT", 4)  # and look at the public list early
     system = await deploy_small(client, Transactor(client, dev[0], chain_id), compiled)
     probe = make_core(anvil, chain_id, compiled, system, specs(), seed=29)
     addresses = await probe.start()
