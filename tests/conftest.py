@@ -6,6 +6,7 @@ is mocked. Async fixtures run on the session event loop (see pyproject.toml).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -111,12 +112,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def solc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every xdist worker is a session of its own: they share one cache in the test run's common
+        # temp folder (fresh each run), so the contracts compile once per run, not once per worker.
+        # Cache files are written whole (temp file, then rename), so readers never see half of one.
+        shared = tmp_path_factory.getbasetemp().parent / "solc-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("solc-cache")
 
 
 @pytest.fixture(scope="session")
 def compiled(solc_cache: Path) -> CompileResult:
-    return compile_contracts(cache=solc_cache)
+    # Workers start together: the first to take the lock compiles, the others then read its cache
+    # instead of each running the compiler at the same time.
+    with open(solc_cache / ".compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return compile_contracts(cache=solc_cache)
 
 
 @pytest.fixture(scope="module")
