@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -177,12 +178,27 @@ def test_bad_command_line(argv: list[str], says: str, capsys: pytest.CaptureFixt
 
 
 def _subprocess(*argv: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run `dcai` in a child process; its result and the child's own peak memory (MB).
+
+    The peak comes from os.wait4, which reports that child alone. getrusage(RUSAGE_CHILDREN) would
+    give the largest child this test process ever waited for: under pytest-xdist, a whole run that an
+    earlier module started in the same worker."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, env=env)
-    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return r, peak_mb
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    killer = threading.Timer(120, proc.kill)  # the bound subprocess.run(timeout=120) gave
+    killer.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:  # both pipes drained at once: a full one would block the child
+            out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
+            _, status, usage = os.wait4(proc.pid, 0)
+            stdout, stderr = out.result(), err.result()
+    finally:
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    assert proc.returncode != -9, f"dcai {' '.join(argv)} did not finish within 120 s"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), usage.ru_maxrss / 1024
 
 
 @pytest.mark.parametrize("argv,says", [
