@@ -25,8 +25,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -177,28 +176,34 @@ def test_bad_command_line(argv: list[str], says: str, capsys: pytest.CaptureFixt
 # Through a real process: the installed entry point's behaviour and memory
 
 
+# Runs `dcai` as `python -m orchestrator.cli` does, then writes the process's own peak memory (VmHWM:
+# the high-water mark of this program image alone, counted from its exec) to the file it is given.
+_MEASURED = """
+import os, runpy, sys
+peak_file = sys.argv.pop(1)
+try:
+    runpy.run_module("orchestrator.cli", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(peak_file, "w") as out:
+        out.write(kb)
+"""
+
+
 def _subprocess(*argv: str) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run `dcai` in a child process; its result and the child's own peak memory (MB).
 
-    The peak comes from os.wait4, which reports that child alone. getrusage(RUSAGE_CHILDREN) would
-    give the largest child this test process ever waited for: under pytest-xdist, a whole run that an
-    earlier module started in the same worker."""
+    Not getrusage(RUSAGE_CHILDREN) nor wait4's ru_maxrss: Linux counts in them the memory of the
+    process that forked the child (the pytest process), and under pytest-xdist a worker has grown by
+    hundreds of MB from earlier modules' runs."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stderr is not None
-    killer = threading.Timer(120, proc.kill)  # the bound subprocess.run(timeout=120) gave
-    killer.start()
-    try:
-        with ThreadPoolExecutor(2) as pool:  # both pipes drained at once: a full one would block the child
-            out, err = pool.submit(proc.stdout.read), pool.submit(proc.stderr.read)
-            _, status, usage = os.wait4(proc.pid, 0)
-            stdout, stderr = out.result(), err.result()
-    finally:
-        killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-    assert proc.returncode != -9, f"dcai {' '.join(argv)} did not finish within 120 s"
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), usage.ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak_kb"
+        r = subprocess.run([sys.executable, "-c", _MEASURED, str(peak_file), *argv], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, env=env)
+        peak_mb = int(peak_file.read_text()) / 1024
+    return r, peak_mb
 
 
 @pytest.mark.parametrize("argv,says", [
