@@ -7,6 +7,10 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 SCENARIO ?= scenarios/demo.yaml
 PYTEST_ARGS ?=
+# The suite mostly waits (blocks, node and Ray start-up), so it runs in 3 worker processes even on
+# 2 cores. Whole modules per worker (their anvil and Ray fixtures are per module), in collection
+# order, which tests/conftest.py starts with the slowest modules. PYTEST_XDIST= runs it in one process.
+PYTEST_XDIST ?= -n 3 --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo test bench clean-cache
 
@@ -29,7 +33,7 @@ demo: setup
 
 test: setup
 	sh tests/setup_debian.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # Benchmarks (benchmarks/README.md): web3.py comes in as the baseline. BENCH_ARGS e.g. --quick.
 BENCH_STAMP := $(VENV)/.installed-bench

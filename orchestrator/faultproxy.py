@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault kinds with optional weights, e.g. 'delay=2,reset_after,truncate'")
     p.add_argument("--delay", default="0.05:0.4", help="delay range in seconds, MIN:MAX")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="append", default=[], metavar="KIND[@METHOD]",
+                   help="give the first request (calling METHOD, if given) this fault before any random draw; "
+                        "repeatable (see FaultProxy.force)")
     return p
 
 
@@ -301,6 +304,9 @@ async def _run(args: argparse.Namespace) -> None:
     plan = FaultPlan(rate=args.rate, weights=_weights(args.kinds), delay_s=(float(lo), float(hi or lo)),
                      seed=args.seed, send_rate=args.send_rate)
     proxy = FaultProxy(args.target, plan, host=args.host, port=args.port)
+    for forced in args.force:
+        kind, _, method = forced.partition("@")
+        proxy.force(kind, method=method or None)
     await proxy.start()
     print(f"listening on {proxy.url} -> {_redact(args.target)}", flush=True)
     stop = asyncio.Event()

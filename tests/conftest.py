@@ -6,6 +6,10 @@ is mocked. Async fixtures run on the session event loop (see pyproject.toml).
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,17 +41,94 @@ def default_weights(n: int = N_FEATURES) -> list[int]:
     return [(10 + i) * FIXED if i % 2 == 0 else -(10 + i) * FIXED for i in range(n)]
 
 
+# ---- running under pytest-xdist (`make test` runs the suite in several worker processes) ----------
+
+
+_PRIVATE_RAY_TMPDIR: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker gets its own Ray temp dir, inherited by every run and CLI subprocess it starts:
+    # Ray keeps its session, sockets and the "latest cluster" address there, and two workers' Rays in
+    # one temp dir could find (and join) each other's cluster. Named by the test run too, so two suites
+    # running side by side on one machine do not share it either. Short: Ray's Unix sockets live
+    # under it and a socket path is limited to 107 bytes.
+    global _PRIVATE_RAY_TMPDIR
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        base = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+        _PRIVATE_RAY_TMPDIR = base / f"{run}-{worker}"
+        _PRIVATE_RAY_TMPDIR.mkdir(parents=True, exist_ok=True)
+        os.environ["RAY_TMPDIR"] = str(_PRIVATE_RAY_TMPDIR)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Ray's session logs of this worker: nothing reads them after the run.
+    if _PRIVATE_RAY_TMPDIR is not None:
+        shutil.rmtree(_PRIVATE_RAY_TMPDIR, ignore_errors=True)
+
+
+# The slowest modules, slowest first (seconds each took under `make test`'s three workers, rounded).
+# pytest-xdist hands whole modules to workers in collection order, so these go first: a long module
+# picked up last would run on alone after the others finish. Not a correctness matter: a module
+# missing here only runs later. Refresh from `--durations` when the suite's shape changes.
+SLOW_MODULES_FIRST = (
+    "test_hardhat_runs.py",  # 220
+    "test_node_recovery.py",  # 140
+    "test_attack_search.py",  # 125
+    "test_attack_search_stop.py",  # 90
+    "test_secrets.py",  # 80
+    "test_rpc_faults.py",  # 70
+    "test_e2e.py",  # 60
+    "test_report.py",  # 57
+    "test_model_types.py",  # 51
+    "test_live_control.py",  # 48
+    "test_sweep.py",  # 48
+    "test_example_plugin.py",  # 47
+    "test_models.py",  # 46
+    "test_invariants.py",  # 43
+    "test_compile.py",  # 42
+    "test_cli.py",  # 37
+    "test_soak.py",  # 36
+    "test_ledger_stream.py",  # 35
+    "test_replay.py",  # 34
+    "test_scale.py",  # 32
+    "test_flows.py",  # 31
+    "test_fee_market.py",  # 31
+    "test_settlement.py",  # 30
+    "test_prometheus.py",  # 30
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Stable: a module's tests keep their order, and modules not listed keep theirs, after the listed.
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # ---- fixtures ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def solc_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every xdist worker is a session of its own: they share one cache in the test run's common
+        # temp folder (fresh each run), so the contracts compile once per run, not once per worker.
+        # Cache files are written whole (temp file, then rename), so readers never see half of one.
+        shared = tmp_path_factory.getbasetemp().parent / "solc-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("solc-cache")
 
 
 @pytest.fixture(scope="session")
 def compiled(solc_cache: Path) -> CompileResult:
-    return compile_contracts(cache=solc_cache)
+    # Workers start together: the first to take the lock compiles, the others then read its cache
+    # instead of each running the compiler at the same time.
+    with open(solc_cache / ".compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return compile_contracts(cache=solc_cache)
 
 
 @pytest.fixture(scope="module")

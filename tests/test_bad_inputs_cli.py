@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -176,12 +176,33 @@ def test_bad_command_line(argv: list[str], says: str, capsys: pytest.CaptureFixt
 # Through a real process: the installed entry point's behaviour and memory
 
 
+# Runs `dcai` as `python -m orchestrator.cli` does, then writes the process's own peak memory (VmHWM:
+# the high-water mark of this program image alone, counted from its exec) to the file it is given.
+_MEASURED = """
+import os, runpy, sys
+peak_file = sys.argv.pop(1)
+try:
+    runpy.run_module("orchestrator.cli", run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(peak_file, "w") as out:
+        out.write(kb)
+"""
+
+
 def _subprocess(*argv: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run `dcai` in a child process; its result and the child's own peak memory (MB).
+
+    Not getrusage(RUSAGE_CHILDREN) nor wait4's ru_maxrss: Linux counts in them the memory of the
+    process that forked the child (the pytest process), and under pytest-xdist a worker has grown by
+    hundreds of MB from earlier modules' runs."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", *argv], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120, env=env)
-    peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak_kb"
+        r = subprocess.run([sys.executable, "-c", _MEASURED, str(peak_file), *argv], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, env=env)
+        peak_mb = int(peak_file.read_text()) / 1024
     return r, peak_mb
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,16 @@ outputs: {progress: false}
 
 
 @pytest.fixture()
-def two_node_cluster(tmp_path_factory, monkeypatch):
+def two_node_cluster(monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         ray.shutdown()
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("raytmp")))
+    # Not under pytest's tmp_path: Ray's Unix sockets live under RAY_TMPDIR and a socket path is
+    # limited to 107 bytes, which pytest-xdist's deeper tmp_path (.../popen-gw0/...) exceeds.
+    private = Path(tempfile.mkdtemp(prefix="rc-"))
+    monkeypatch.setenv("RAY_TMPDIR", str(private))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -45,6 +50,7 @@ def two_node_cluster(tmp_path_factory, monkeypatch):
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def test_run_joins_a_two_node_cluster_and_uses_both(tmp_path: Path, two_node_cluster):

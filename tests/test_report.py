@@ -86,12 +86,14 @@ def report(run_dir) -> tuple[Path, float]:
 
 @pytest.fixture(scope="module")
 def failed_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report-failed")
+    # The socket stays bound (never listening) through the run: connections are refused, and no
+    # process started meanwhile (another xdist worker's node) can take the port.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    root = tmp_path_factory.mktemp("report-failed")
-    d = Run(load_scenario_text(FAILING.format(port=port), "failing.yaml"), results_root=root, run_id="failed",
-            progress=False).execute()
+        d = Run(load_scenario_text(FAILING.format(port=port), "failing.yaml"), results_root=root,
+                run_id="failed", progress=False).execute()
     assert json.loads((d / "summary.json").read_text())["status"] == "failed"
     return d
 

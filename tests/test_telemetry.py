@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 
 import aiomqtt
@@ -28,7 +29,6 @@ from telemetry_helpers import (  # noqa: F401 - fixtures are found by their impo
     accuracy_record,
     block_record,
     check_sample,
-    free_port,
     mosquitto,
     mosquitto_bin,
     publish_sample,
@@ -153,16 +153,20 @@ async def test_disabled_and_unreachable_broker_never_fail():
     await off.start()
     off.block(block_record(1))
     assert (await off.stop())["published"] == 0
-    port = free_port()  # nothing listens there
-    tel = Telemetry(RUN, TelemetryConfig(mqtt=f"mqtt://127.0.0.1:{port}", connect_wait_s=0.3,
-                                         reconnect_min_s=0.05, reconnect_max_s=0.1))
-    t = time.monotonic()
-    await tel.start()  # does not raise
-    assert time.monotonic() - t < 2 and not tel.connected
-    for n in range(50):
-        tel.block(block_record(n))
-    await asyncio.sleep(0.3)
-    stats = await tel.stop()
+    # Nothing listens there: the port stays bound (never listening) to the end, so connections are
+    # refused and no process started meanwhile (another xdist worker's node or broker) can take it.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        tel = Telemetry(RUN, TelemetryConfig(mqtt=f"mqtt://127.0.0.1:{port}", connect_wait_s=0.3,
+                                             reconnect_min_s=0.05, reconnect_max_s=0.1))
+        t = time.monotonic()
+        await tel.start()  # does not raise
+        assert time.monotonic() - t < 2 and not tel.connected
+        for n in range(50):
+            tel.block(block_record(n))
+        await asyncio.sleep(0.3)
+        stats = await tel.stop()
     assert stats["dropped"] == 50 and stats["published"] == 0 and stats["connect_failures"] >= 2
     assert "ConnectionRefused" in (stats["last_error"] or "") or "refused" in (stats["last_error"] or "").lower()
     # configuration errors do fail start, before the run: an unreadable CA file
