@@ -11,7 +11,8 @@ from conftest import deploy_small
 from test_wallet_shard import fund, latest, make_core
 
 from agents import shard_memory
-from agents.policies.claims import ClaimLoop
+from agents.policies.base import Contribution, ContributionState, Mechanism, Observation, PublicContribution
+from agents.policies.claims import ClaimLoop, ClaimRules, own_key
 from agents.shard import AgentSpec, ShardCore
 from agents.window import ForgottenError, Window
 from contracts.transact import Transactor
@@ -169,3 +170,65 @@ async def test_a_streaming_shard_forgets_what_is_settled_and_sends_the_same(anvi
         assert len(memo) <= max(ClaimLoop.COLLECT_MIN, 2 * len(live)) + 2 * len(live), (len(memo), len(live))
     seen = sum(len(a.policy.claims._checked) for a in kept_core.agents)
     assert sum(len(a.policy.claims._checked) for a in core.agents) < seen
+
+
+# ---- the claim loop's own memory (no node: observations built by hand) ----------------------------
+
+ME, OTHER = "0x" + "a" * 40, "0x" + "b" * 40
+MECH = Mechanism(kind="stakeable", cost_weight=1, refund_wait=60, owner_claim_wait=120, any_address_claim_wait=180)
+
+
+def observe(time: int, public: Window[PublicContribution], **kw) -> Observation:
+    return Observation(block=time, time=time, base_fee=0, block_time=1, mechanism=MECH, last_update=0, address=ME,
+                       in_flight=0, spent=0, contributions=kw.pop("contributions", Window()), public=public, **kw)
+
+
+def other(i: int, t: int = 1_000) -> PublicContribution:
+    return PublicContribution(OTHER, (i,), 1, t, 10**15, t, f"0x{i:064x}")
+
+
+def test_reports_wait_for_a_verified_count_without_replaying_the_list():
+    loop = ClaimLoop(ClaimRules(report=True, take_all=False, report_every_s=10))
+    public: Window[PublicContribution] = Window([other(i) for i in range(3)])
+    loop.settled(("x", 0, 0, ()), "noop", False, "", 0, False)  # nothing: an unknown key is ignored
+    loop._set_valid(0)
+    assert loop.next_moment(observe(1_060, public)) > 1_060 or not loop._sched  # nothing to report yet
+    assert len(loop._parked) == 3 and not loop._by_key
+    # The shard forgets the list's head: the parked reports do not need it.
+    public.forget_before(3)
+    loop._set_valid(2)  # a refund verified: the parked ones come back into the schedule
+    t = loop.next_moment(observe(1_061, public))
+    assert t <= 1_070 and not loop._parked and len(loop._by_key) == 3
+    w = loop.wants(observe(1_070, public))
+    assert [c.data for c in w.claimable] == [(0,), (1,), (2,)]  # in order of addition
+
+
+def test_a_reorg_cut_drops_only_what_came_from_the_cut_blocks():
+    loop = ClaimLoop(ClaimRules(report=True, take_all=True))
+    public: Window[PublicContribution] = Window([other(i, 1_000 + i) for i in range(5)])
+    loop.next_moment(observe(1_100, public))
+    assert loop.public_cursor() == 5 and len(loop._by_key) == 5
+    public.truncate(3)
+    loop.next_moment(observe(1_101, public))
+    assert loop.public_cursor() == 3 and sorted(c.data for _, c in loop._by_key.values()) == [(0,), (1,), (2,)]
+    public.append(other(9, 1_010))
+    loop.next_moment(observe(1_102, public))
+    assert loop.public_cursor() == 4 and {i for i, _ in loop._by_key.values()} == {0, 1, 2, 3}
+
+
+def test_memos_of_settled_contributions_are_swept(monkeypatch):
+    monkeypatch.setattr(ClaimLoop, "COLLECT_MIN", 4)
+    loop = ClaimLoop(ClaimRules(report=False, take_all=False))
+    assert loop.public_cursor() is None  # it never reads others' contributions: the shard may forget them all
+    mine = [Contribution(i, (i,), 1, ContributionState.REFUNDED, added_time=900 + i) for i in range(40)]
+    for c in mine:
+        key = own_key(ME, c)
+        loop._checked[key] = 1_000
+        loop._done.add(key)
+    own: Window[Contribution] = Window(mine)
+    for c in mine[:36]:
+        own.forget(c.id)  # the shard forgot them (their refunds settled deep)
+    loop.next_moment(observe(1_001, Window(), contributions=own))
+    assert set(loop._checked) == {own_key(ME, c) for c in mine[36:]} == loop._done
+    # The next sweep waits until the memos have doubled: amortised O(1) per claim.
+    assert loop._collect_at == 2 * (4 + 4)
