@@ -260,6 +260,13 @@ def soak_section(d: dict[str, Any]) -> list[str]:
                  n(v["growth_mib_per_10k_tx"], 2), verdict.get(name, "")] for name, v in d.get("memory", {}).items()]
     lines += table(["process", "start MiB", "after warm-up", "end", "peak", "growth MiB / 10k tx", "verdict"],
                    mem_rows)
+    held = d.get("shards_hold")
+    if held:
+        lines += ["", "What each shard still held at the end (the rest was settled and forgotten): "
+                  + "; ".join(f"shard {k}: ledger records {n(h.get('records'))} of "
+                              f"{n((h.get('records') or 0) + (h.get('records_retired') or 0))}, public contributions "
+                              f"{n(h.get('public_kept'))} of {n(h.get('public_contributions'))}, own contributions "
+                              f"{n(h.get('contributions_kept'))}" for k, h in enumerate(held)) + "."]
     if d.get("explanation"):
         lines += [""] + [f"* {e}" for e in d["explanation"]]
     prune = d.get("prune_history_comparison")
