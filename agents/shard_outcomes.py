@@ -59,7 +59,7 @@ class Outcomes:
         results = await asyncio.gather(*calls)
         if self.needs_public:
             for log in sorted(results.pop(), key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16))):
-                c = self._public_of(log)
+                c = self._public_of(log, len(self.public))
                 if c is not None:
                     self.public.append(c)
         ours: list[tuple[str, int]] = []
@@ -77,7 +77,7 @@ class Outcomes:
                 await self._apply_receipt(p, receipt, timestamp)
         self.last_block = read_upto
 
-    def _public_of(self, log: dict[str, Any]) -> PublicContribution | None:
+    def _public_of(self, log: dict[str, Any], index: int = -1) -> PublicContribution | None:
         """An AddData log as a public contribution. Every built-in policy keeps this list, so it is read
         by hand (AddData(int64[] d, uint64 c, uint256 t, address indexed sender, uint256 cost): data
         words [offset of d, c, t, cost, len(d), d...]); the ABI decodes only each new sender's topic,
@@ -103,7 +103,7 @@ class Outcomes:
         data = tuple([word(raw[i:i + 32], "big", signed=True) for i in range(160, 160 + 32 * n, 32)])
         return PublicContribution(sender, data, word(raw[32:64], "big"), word(raw[64:96], "big"),
                                   word(raw[96:128], "big"), int(log["blockNumber"], 16),
-                                  log.get("transactionHash") or "")
+                                  log.get("transactionHash") or "", index)
 
     async def _apply_receipt(self, p: _Pending, receipt: dict[str, Any], timestamp: int) -> None:
         r = p.record

@@ -12,6 +12,7 @@ at again, and deep enough that no reorg or node restart can bring them back.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -79,6 +80,13 @@ class Window(Sequence[T], Generic[T]):
             return None
         x = self._items[j]
         return None if x is _GONE else x
+
+    def enumerate_from(self, index: int) -> Iterator[tuple[int, T]]:
+        """(absolute index, item) of the kept items from `index` on (the start, if below it), without
+        copying the list: a cursor's walk."""
+        first = max(index, self._start)
+        pairs = zip(itertools.count(first), itertools.islice(self._items, first - self._start, None))
+        return pairs if not self._holes else ((i, x) for i, x in pairs if x is not _GONE)
 
     def __iter__(self) -> Iterator[T]:
         if not self._holes:

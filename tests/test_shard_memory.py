@@ -183,8 +183,9 @@ def observe(time: int, public: Window[PublicContribution], **kw) -> Observation:
                        in_flight=0, spent=0, contributions=kw.pop("contributions", Window()), public=public, **kw)
 
 
-def other(i: int, t: int = 1_000) -> PublicContribution:
-    return PublicContribution(OTHER, (i,), 1, t, 10**15, t, f"0x{i:064x}")
+def other(i: int, t: int = 1_000, index: int | None = None) -> PublicContribution:
+    """Someone else's contribution; as a shard's list would hold it at `index` (default: i)."""
+    return PublicContribution(OTHER, (i,), 1, t, 10**15, t, f"0x{i:064x}", i if index is None else index)
 
 
 def test_reports_wait_for_a_verified_count_without_replaying_the_list():
@@ -210,10 +211,10 @@ def test_a_reorg_cut_drops_only_what_came_from_the_cut_blocks():
     assert loop.public_cursor() == 5 and len(loop._by_key) == 5
     public.truncate(3)
     loop.next_moment(observe(1_101, public))
-    assert loop.public_cursor() == 3 and sorted(c.data for _, c in loop._by_key.values()) == [(0,), (1,), (2,)]
-    public.append(other(9, 1_010))
+    assert loop.public_cursor() == 3 and sorted(c.data for c in loop._by_key.values()) == [(0,), (1,), (2,)]
+    public.append(other(9, 1_010, index=3))
     loop.next_moment(observe(1_102, public))
-    assert loop.public_cursor() == 4 and {i for i, _ in loop._by_key.values()} == {0, 1, 2, 3}
+    assert loop.public_cursor() == 4 and {c.index for c in loop._by_key.values()} == {0, 1, 2, 3}
 
 
 def test_memos_of_settled_contributions_are_swept(monkeypatch):
@@ -232,3 +233,11 @@ def test_memos_of_settled_contributions_are_swept(monkeypatch):
     assert set(loop._checked) == {own_key(ME, c) for c in mine[36:]} == loop._done
     # The next sweep waits until the memos have doubled: amortised O(1) per claim.
     assert loop._collect_at == 2 * (4 + 4)
+
+
+def test_window_walks_from_a_cursor_with_absolute_indices():
+    w: Window[str] = Window(["a", "b", "c", "d", "e"])
+    w.forget_before(1)
+    w.forget(3)
+    assert list(w.enumerate_from(0)) == [(1, "b"), (2, "c"), (4, "e")]
+    assert list(w.enumerate_from(4)) == [(4, "e")] and list(w.enumerate_from(5)) == []

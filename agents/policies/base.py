@@ -63,6 +63,7 @@ class PublicContribution:
     deposit: int
     block: int
     tx_hash: str = ""  # the addData transaction (claims record it as their target)
+    index: int = field(default=-1, compare=False)  # its position in the shard's public list (-1: none)
 
     @property
     def key(self) -> tuple[str, int, int, tuple[int, ...]]:

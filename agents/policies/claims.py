@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..window import Window
 from .base import (
     FINISHED,
     Action,
@@ -102,11 +103,11 @@ class ClaimLoop:
         # public list (thousands of contributions times every agent of the shard, every block).
         self._heap: list[tuple[int, int, Key]] = []
         self._sched: dict[Key, int] = {}
-        # Others' contributions it may still claim, with their index in the public list. Settled ones
-        # leave (with what was known of them), so a long run holds only what is still in play.
-        self._by_key: dict[Key, tuple[int, PublicContribution]] = {}
+        # Others' contributions it may still claim. Settled ones leave (with what was known of them),
+        # so a long run holds only what is still in play.
+        self._by_key: dict[Key, PublicContribution] = {}
         # Reportable but for its verified count, which is 0: scheduled again once it has one.
-        self._parked: dict[Key, tuple[int, PublicContribution]] = {}
+        self._parked: dict[Key, PublicContribution] = {}
         self._ingested = 0
         self._dirty: set[Key] = set()
         self._unpark = False
@@ -375,31 +376,43 @@ class ClaimLoop:
         pub = obs.public
         n = len(pub)
         if n < self._ingested:
-            self._cut(n)
+            self._cut(n, isinstance(pub, Window))
         if self._unpark:
             self._unpark = False
-            waiting = sorted([*self._by_key.values(), *self._parked.values()], key=lambda e: e[0])
+            waiting = sorted([*self._by_key.values(), *self._parked.values()], key=_order)
             self._parked = {}
-            for i, c in waiting:
-                self._schedule(obs, c, i)
+            for c in waiting:
+                self._schedule(obs, c)
         wait = obs.mechanism.refund_wait
         # Entries below the list's start were forgotten by the shard: none of its agents needs them
         # (an agent added to a running shard starts there).
         i = max(self._ingested, getattr(pub, "start", 0))
-        while i < n and (c := pub[i]).added_time + wait <= obs.time:
-            self._schedule(obs, c, i)
-            i += 1
-        self._ingested = max(i, self._ingested)
+        if not self.looks_at_others():
+            # Nothing of others' can be claimed by it (every moment would be None): skip the walk,
+            # which costs every agent of the shard a call per contribution of the run.
+            self._ingested = max(n, self._ingested)
+        else:
+            walk = pub.enumerate_from(i) if isinstance(pub, Window) else enumerate(pub[i:n], i)
+            for j, c in walk:
+                if c.added_time + wait > obs.time:
+                    break
+                self._schedule(obs, c)
+                i = j + 1
+            self._ingested = max(i, self._ingested)
         for key in self._dirty:
-            entry = self._by_key.get(key)
-            if entry is not None:
-                self._schedule(obs, entry[1], entry[0])
+            c = self._by_key.get(key)
+            if c is not None:
+                self._schedule(obs, c)
         self._dirty.clear()
 
-    def _cut(self, n: int) -> None:
-        """A reorg cut the public list to `n` entries."""
+    def _cut(self, n: int, indexed: bool) -> None:
+        """A reorg cut the public list to `n` entries. A shard's list (a Window) numbers its entries:
+        only those at or past the cut leave. A plain list's do not: everything is taken in again."""
+        if not indexed:
+            self._heap, self._sched, self._by_key, self._parked, self._ingested = [], {}, {}, {}, 0
+            return
         for memo in (self._by_key, self._parked):
-            for key in [k for k, (i, _) in memo.items() if i >= n]:
+            for key in [k for k, c in memo.items() if c.index >= n]:
                 del memo[key]
                 self._sched.pop(key, None)  # its heap entries are stale now
         self._ingested = n
@@ -411,7 +424,7 @@ class ClaimLoop:
         if len(self._checked) + len(self._done) + len(self._attempts) + len(self._took) <= self._collect_at:
             return
         m = obs.mechanism
-        for key in [k for k, (_, c) in self._parked.items() if c.added_time + m.any_address_claim_wait <= obs.time]:
+        for key in [k for k, c in self._parked.items() if c.added_time + m.any_address_claim_wait <= obs.time]:
             del self._parked[key]  # its report window closed: only a take-all could follow, not scheduled
         live = {own_key(obs.address, c) for c in obs.contributions}
         live.update(self._by_key, self._parked, obs.claims_in_flight)
@@ -423,20 +436,18 @@ class ClaimLoop:
         size = len(self._checked) + len(self._done) + len(self._attempts) + len(self._took)
         self._collect_at = max(self.COLLECT_MIN, 2 * size)
 
-    def _schedule(self, obs: Observation, c: PublicContribution, index: int | None = None) -> None:
+    def _schedule(self, obs: Observation, c: PublicContribution) -> None:
         key = c.key
-        if index is None:
-            entry = self._by_key.get(key) or self._parked.get(key)
-            index = entry[0] if entry is not None else -1
         t = self._other_moment(obs, c)
         if t is None:
             self._sched.pop(key, None)
             self._by_key.pop(key, None)
             if self._valid == 0 and self._other_moment(obs, c, assume_valid=True) is not None:
-                self._parked[key] = (index, c)
+                self._parked[key] = c
             return
-        self._parked.pop(key, None)
-        self._by_key[key] = (index, c)
+        if self._parked:
+            self._parked.pop(key, None)
+        self._by_key[key] = c
         if self._sched.get(key) != t:
             self._sched[key] = t
             self._seq += 1
@@ -444,30 +455,35 @@ class ClaimLoop:
 
     def _due_public(self, obs: Observation) -> list[PublicContribution]:
         self._sync(obs)
-        due: list[tuple[int, PublicContribution]] = []
+        due: list[PublicContribution] = []
         while self._heap and self._heap[0][0] <= obs.time:
             t, _, key = heapq.heappop(self._heap)
             if self._sched.get(key) != t:
                 continue  # stale
-            i, c = self._by_key[key]
+            c = self._by_key[key]
             now = self._other_moment(obs, c)
             if now is None:
-                self._schedule(obs, c, i)  # leaves the schedule (or waits for a verified count)
+                self._schedule(obs, c)  # leaves the schedule (or waits for a verified count)
             elif now > obs.time:
                 self._sched[key] = now
                 self._seq += 1
                 heapq.heappush(self._heap, (now, self._seq, key))
             else:
                 del self._sched[key]  # rescheduled once decided on
-                due.append((i, c))
-        due.sort(key=lambda e: e[0])  # order of addition, as the reference walks them
-        return [c for _, c in due]
+                due.append(c)
+        due.sort(key=_order)  # order of addition, as the reference walks them
+        return due
 
     def _tip(self, obs: Observation, reward: int) -> int | None:
         return self.tip_for(obs, reward) if self.tip_for is not None else None
 
     def _count(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def _order(c: PublicContribution) -> tuple[int, int, int]:
+    """Order of addition: block, then place in the shard's list (-1 outside a shard's list)."""
+    return (c.block, c.added_time, c.index)
 
 
 def _as_public(address: str, c: Contribution) -> PublicContribution:
