@@ -138,7 +138,7 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         added = self._add_agents(specs)
         self.needs_public = self.needs_public or any(getattr(a.policy, "needs_public", False) for a in added)
         if self.rpc is not None:
-            nonces = await asyncio.gather(*(self.rpc.call("eth_getTransactionCount", a.wallet.address, "pending")
+            nonces = await asyncio.gather(*(self.rpc.submit("eth_getTransactionCount", a.wallet.address, "pending")
                                             for a in added))
             for a, n in zip(added, nonces):
                 a.wallet.set_nonce(int(n, 16))
@@ -317,14 +317,41 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
             queued += cost  # reserved only once sent, below: count it for this block's later actions
             job = self._prepare(agent, action, block)
             if job is not None:
-                sends.append(self._send(*job, report=report))
+                sends.append(job)
         if sends:
-            await asyncio.gather(*sends)
+            # Signed and recorded in the policy's order, then awaited together.
+            submitted = [self._submit(*job, report=report) for job in sends]
+            outcomes = await asyncio.gather(*(fut for _, fut in submitted), return_exceptions=True)
+            for (sent, _), outcome in zip(submitted, outcomes):
+                self._submitted(sent, outcome)
 
-    async def _send(self, agent: Agent, kind: str, data: bytes, value: int, gas: int, block: BlockInfo,
-                    c: Contribution | None, target: PublicContribution | None, tip: int | None, *,
-                    report: TickReport, nonce: int | None = None, replaces: _Pending | None = None,
-                    fees: FeeStance | None = None) -> None:
+    async def _send(self, *job: Any, **kw: Any) -> None:
+        """Sign, record and send one transaction (arguments as `_submit`), and settle the answer."""
+        sent, fut = self._submit(*job, **kw)
+        try:
+            await fut
+            outcome: object = None
+        except Exception as e:  # noqa: BLE001 - settled below
+            outcome = e
+        self._submitted(sent, outcome)
+
+    def _submitted(self, sent: tuple[str, Agent, _Pending | None], outcome: object) -> None:
+        """What the node's answer to eth_sendRawTransaction means for the transaction and its wallet."""
+        tx_hash, agent, replaces = sent
+        if isinstance(outcome, RpcError):
+            # The node refused it: final. A refused replacement leaves the original in charge.
+            self._finish(tx_hash, TxStatus.DROPPED, reason=f"rejected at send: {outcome.message}")
+            if replaces is None:
+                agent.wallet.invalidate_nonce()
+        elif isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        elif isinstance(outcome, BaseException):
+            agent.wallet.invalidate_nonce()  # no answer: its fate is unknown until looked up
+
+    def _submit(self, agent: Agent, kind: str, data: bytes, value: int, gas: int, block: BlockInfo,
+                c: Contribution | None, target: PublicContribution | None, tip: int | None, *,
+                report: TickReport, nonce: int | None = None, replaces: _Pending | None = None,
+                fees: FeeStance | None = None) -> tuple[tuple[str, Agent, _Pending | None], asyncio.Future[Any]]:
         assert self.rpc is not None
         stance = fees or (replace(agent.fees, tip=tip) if tip is not None else agent.fees)
         if nonce is None:
@@ -355,15 +382,7 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         report.sent += 1
         if self.config.keep_raw:
             self._raw[tx_hash] = raw_hex
-        try:
-            await self.rpc.call("eth_sendRawTransaction", raw_hex)
-        except RpcError as e:
-            # The node refused it: final. A refused replacement leaves the original in charge.
-            self._finish(tx_hash, TxStatus.DROPPED, reason=f"rejected at send: {e.message}")
-            if replaces is None:
-                agent.wallet.invalidate_nonce()
-        except Exception:  # noqa: BLE001 - no answer: its fate is unknown until looked up
-            agent.wallet.invalidate_nonce()
+        return (tx_hash, agent, replaces), self.rpc.submit("eth_sendRawTransaction", raw_hex)
 
 
     async def _replace_stuck(self, block: BlockInfo, report: TickReport) -> None:
@@ -465,7 +484,7 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         if not agents:
             return
         nonces = await asyncio.gather(
-            *(self.rpc.call("eth_getTransactionCount", a.wallet.address, "pending") for a in agents)
+            *(self.rpc.submit("eth_getTransactionCount", a.wallet.address, "pending") for a in agents)
         )
         for a, n in zip(agents, nonces):
             a.wallet.set_nonce(int(n, 16))

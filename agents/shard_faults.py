@@ -63,7 +63,7 @@ class Faults:
         assert self.rpc is not None
         undone = self._undo_from(first_lost)
         unknown = list(self.pending)
-        found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in unknown))
+        found = await asyncio.gather(*(self.rpc.submit("eth_getTransactionByHash", h) for h in unknown))
         lost: list[str] = []
         for h, tx in zip(unknown, found):
             if tx is not None and tx.get("blockNumber"):

@@ -51,10 +51,10 @@ class Outcomes:
         if not self.pending and not self.needs_public:
             self.last_block = upto
             return
-        calls = [self.rpc.call("eth_getBlockByNumber", hex(n), False) for n in numbers]
+        calls = [self.rpc.submit("eth_getBlockByNumber", hex(n), False) for n in numbers]
         if self.needs_public:
             topic = "0x" + self.trainer_abi.events_by_name["AddData"].topic.hex()
-            calls.append(self.rpc.call("eth_getLogs", {"address": self.config.trainer, "topics": [topic],
+            calls.append(self.rpc.submit("eth_getLogs", {"address": self.config.trainer, "topics": [topic],
                                                        "fromBlock": hex(numbers[0]), "toBlock": hex(upto)}))
         results = await asyncio.gather(*calls)
         if self.needs_public:
@@ -70,7 +70,7 @@ class Outcomes:
             timestamp = int(header["timestamp"], 16)
             ours.extend((h, timestamp) for h in header.get("transactions", []) if h in self.pending)
             read_upto = n
-        receipts = await asyncio.gather(*(self.rpc.call("eth_getTransactionReceipt", h) for h, _ in ours))
+        receipts = await asyncio.gather(*(self.rpc.submit("eth_getTransactionReceipt", h) for h, _ in ours))
         for (h, timestamp), receipt in zip(ours, receipts):
             p = self.pending.get(h)
             if p is not None and receipt is not None:
@@ -228,7 +228,7 @@ class Outcomes:
                      if force or current - p.record.submitted_block >= self.config.drop_after_blocks]
         if not stale:
             return
-        found = await asyncio.gather(*(self.rpc.call("eth_getTransactionByHash", h) for h in stale),
+        found = await asyncio.gather(*(self.rpc.submit("eth_getTransactionByHash", h) for h in stale),
                                      return_exceptions=True)
         for h, tx in zip(stale, found):
             p = self.pending.get(h)

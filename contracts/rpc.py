@@ -35,7 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from Crypto.Hash import keccak as _keccak
+
+from .signing import keccak256
 
 # HTTP statuses worth another attempt: overload and gateway trouble, not a bad request or bad auth.
 RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -122,7 +123,7 @@ def merge_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def tx_hash_of(raw_hex: str) -> str:
     """The hash of a signed raw transaction (keccak of its bytes, typed envelope included)."""
     raw = bytes.fromhex(raw_hex[2:] if raw_hex.startswith("0x") else raw_hex)
-    return "0x" + _keccak.new(digest_bits=256, data=raw).hexdigest()
+    return "0x" + keccak256(raw).hex()
 
 
 class RpcClient:

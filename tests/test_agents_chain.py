@@ -53,14 +53,14 @@ async def test_thousand_wallets_several_in_flight(big_node, compiled, dev, tmp_p
         tx = Transactor(client, dev[0], chain_id)
         system = await deploy_small(client, tx, compiled)
         specs = [AgentSpec(i, "load", "plugin_policies:BurstPolicy", {"burst": 3}, []) for i in range(1000)]
-        core = core_for(big_node.url, chain_id, compiled, system, specs)
+        core = core_for(big_node.url, chain_id, compiled, system, specs, max_in_flight=3000)
         try:
             addresses = await core.start()
             assert len(set(addresses)) == 1000
             await fund_batch(client, dev[1], chain_id, addresses, 10**17)
             await set_mining(client, "driven")
             first = await core.tick(await head(client))
-            assert first.sent == 3000 and first.errors == []
+            assert first.sent == 3000 and first.in_flight == 3000 and first.errors == []
             assert max(a.in_flight for a in core.agents) == 3
             for _ in range(6):
                 h = await head(client)
@@ -79,6 +79,32 @@ async def test_thousand_wallets_several_in_flight(big_node, compiled, dev, tmp_p
         assert all(sorted(v) == [0, 1, 2] for v in per_sender.values())
         counts = await client.batch([("eth_getTransactionCount", [a, "latest"]) for a in addresses[:50]])
         assert all(int(c, 16) == 3 for c in counts)
+
+
+async def test_shard_cap_on_pending_holds_within_a_tick(big_node, compiled, dev):
+    """max_in_flight bounds the shard's pending transactions even when every agent is stepped in the
+    same tick: the agents' sends count as they are decided, not only once earlier ones are answered."""
+    async with RpcClient(big_node.url) as client:
+        chain_id = await client.chain_id()
+        system = await deploy_small(client, Transactor(client, dev[0], chain_id), compiled)
+        specs = [AgentSpec(i, "load", "plugin_policies:BurstPolicy", {"burst": 3}, []) for i in range(40)]
+        core = core_for(big_node.url, chain_id, compiled, system, specs, max_in_flight=50)
+        try:
+            addresses = await core.start()
+            await fund_batch(client, dev[1], chain_id, addresses, 10**17)
+            await set_mining(client, "driven")
+            first = await core.tick(await head(client))
+            assert first.errors == []
+            assert first.sent == 50 and first.in_flight == 50
+            # The burst policy decides once: what the cap held back is not sent later.
+            h = await head(client)
+            await mine(client, h.timestamp + 1)
+            second = await core.tick(await head(client))
+            assert second.sent == 0 and second.included == 50 and second.in_flight == 0
+            await core.finalize((await head(client)).number)
+        finally:
+            await core.close()
+            await set_mining(client, "auto")
 
 
 async def test_stuck_transaction_is_replaced(anvil, client, tx, compiled, dev, chain_id):
