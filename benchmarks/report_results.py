@@ -140,12 +140,20 @@ def throughput_section(d: dict[str, Any]) -> list[str]:
     r = d.get("ratios", {})
     targets = d.get("targets", {})
     lines += [""]
-    lines += table(["ratio", "submitted", "included", "target"], [
+    def verdict(key: str, bound: object) -> str:
+        met = targets.get(f"{key}_met")
+        return "" if met is None else f"≥ {bound}: " + ("met" if met else "NOT met")
+
+    # Older files have one (b)/(a) bound for both columns.
+    sub_min = targets.get("b_over_a_submitted_min", targets.get("b_over_a_min", 0.6))
+    inc_min = targets.get("b_over_a_included_min", targets.get("b_over_a_min", 0.6))
+    c_min = targets.get("b_over_c_min", 25)
+    lines += table(["ratio", "submitted", "included", "target, submitted", "target, included"], [
         ["(b)/(a)", n(r.get("b_over_a_submitted"), 2), n(r.get("b_over_a_included"), 2),
-         f"≥ {targets.get('b_over_a_min', 0.6)}: " + ("met" if targets.get("b_over_a_submitted_met") else "NOT met")],
+         verdict("b_over_a_submitted", sub_min), verdict("b_over_a_included", inc_min)],
         ["(b)/(c)", n(r.get("b_over_c_submitted"), 1), n(r.get("b_over_c_included"), 1),
-         f"≥ {targets.get('b_over_c_min', 25)}: " + ("met" if targets.get("b_over_c_submitted_met") else "NOT met")],
-        ["(b)/(c')", n(r.get("b_over_c_fixed_gas_submitted"), 1), n(r.get("b_over_c_fixed_gas_included"), 1), ""],
+         verdict("b_over_c_submitted", c_min), verdict("b_over_c_included", c_min)],
+        ["(b)/(c')", n(r.get("b_over_c_fixed_gas_submitted"), 1), n(r.get("b_over_c_fixed_gas_included"), 1), "", ""],
     ])
     if d.get("path_errors"):
         lines += ["", "Failed paths: " + "; ".join(f"{k}: {v}" for k, v in d["path_errors"].items())]

@@ -157,12 +157,14 @@ async def main_async(s: Settings) -> dict[str, Any]:
                 ratios[f"{prefix}_over_c_{what}"] = b[f"{what}_tps"] / c[f"{what}_tps"]
             if cf:
                 ratios[f"{prefix}_over_c_fixed_gas_{what}"] = b[f"{what}_tps"] / cf[f"{what}_tps"]
-    targets: dict[str, Any] = {"b_over_a_min": 0.6, "b_over_c_min": 25}
+    # Issue 15 asks 0.9 of the raw ceiling on included transactions; the submitted ratio keeps the
+    # earlier 0.6 (the raw path sends pre-signed bytes: its submission is not comparable work).
+    targets: dict[str, Any] = {"b_over_a_submitted_min": 0.6, "b_over_a_included_min": 0.9, "b_over_c_min": 25}
     for what in ("submitted", "included"):
         if f"b_over_a_{what}" in ratios:
-            targets[f"b_over_a_{what}_met"] = ratios[f"b_over_a_{what}"] >= 0.6
+            targets[f"b_over_a_{what}_met"] = ratios[f"b_over_a_{what}"] >= targets[f"b_over_a_{what}_min"]
         if f"b_over_c_{what}" in ratios:
-            targets[f"b_over_c_{what}_met"] = ratios[f"b_over_c_{what}"] >= 25
+            targets[f"b_over_c_{what}_met"] = ratios[f"b_over_c_{what}"] >= targets["b_over_c_min"]
     result = {
         "benchmark": "throughput",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -195,7 +197,7 @@ async def main_async(s: Settings) -> dict[str, Any]:
         print(f"  {k:<48} {v:8.2f}")
     verdict = ", ".join(f"{k.removesuffix('_met')} {'met' if v else 'NOT met'}"
                         for k, v in targets.items() if k.endswith("_met"))
-    print(f"targets ((b)/(a) >= 0.6, (b)/(c) >= 25): {verdict}")
+    print(f"targets ((b)/(a) >= 0.6 submitted and 0.9 included, (b)/(c) >= 25): {verdict}")
     print(f"total {result['wall_s']:.0f} s")
     return result
 
