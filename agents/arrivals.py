@@ -85,6 +85,10 @@ class Arrivals:
 
     def _due(self, now: int, rng: np.random.Generator, load: float) -> int:
         n, steps = 0, 0
+        if (self._next is not None and self.process != "burst"
+                and self.rate * load * (now + 1e-6 - self._next) >= _STEPS):
+            # More than _STEPS expected: counting them one by one would stop at _STEPS anyway.
+            return self._due_in_bulk(now, rng, load)
         # The tolerance keeps float sums of constant gaps (1/3 + 1/3 + 1/3) from missing their block.
         while self._next is not None and self._next <= now + 1e-6:
             if steps == _STEPS:  # a high rate or a long jump: count the rest at once, not one by one

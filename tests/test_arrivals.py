@@ -118,6 +118,7 @@ def test_a_huge_rate_is_counted_at_once_not_one_by_one() -> None:
         rng = Counting()
         first = a.draw(1_000, 1, rng)
         later = a.draw(1_010, 1, rng)
-        assert rng.calls < 1_000, rng.calls
+        # The first gap, then per draw a count and the gap after it: not 64 gaps one by one first.
+        assert rng.calls <= 6, rng.calls
         assert 0.9e6 < first < 1.1e6 and 0.9e7 < later < 1.1e7, (process, first, later)
         assert a.next_time() is not None and a.next_time() >= 1_010
