@@ -126,7 +126,9 @@ def throughput_section(d: dict[str, Any]) -> list[str]:
     lines = ["## Throughput (`throughput.py`)", "",
              f"Taken {when(d)}; {n(s.get('n'))} transactions per run ({n(s.get('n_web3'))} for web3.py), "
              f"medians of {s.get('repeats')} runs per path, blocks every {s.get('block_ms')} ms, "
-             f"gas limit {n(s.get('gas_limit'))}.", ""]
+             f"gas limit {n(s.get('gas_limit'))}"
+             + ("; (a) and both (b) paths run round-robin, one run of each per round." if s.get("interleaved") else ".")
+             + f" Machine load average before: {s['load_before']:.2f}." * ("load_before" in s), ""]
     rows = []
     for key, title in names.items():
         p = d.get("paths", {}).get(key)
@@ -151,6 +153,8 @@ def throughput_section(d: dict[str, Any]) -> list[str]:
     lines += table(["ratio", "submitted", "included", "target, submitted", "target, included"], [
         ["(b)/(a)", n(r.get("b_over_a_submitted"), 2), n(r.get("b_over_a_included"), 2),
          verdict("b_over_a_submitted", sub_min), verdict("b_over_a_included", inc_min)],
+        *([["(b)/(a), median of the rounds' own ratios", n(r.get("b_over_a_submitted_paired"), 2),
+             n(r.get("b_over_a_included_paired"), 2), "", ""]] if "b_over_a_included_paired" in r else []),
         ["(b)/(c)", n(r.get("b_over_c_submitted"), 1), n(r.get("b_over_c_included"), 1),
          verdict("b_over_c_submitted", c_min), verdict("b_over_c_included", c_min)],
         ["(b)/(c')", n(r.get("b_over_c_fixed_gas_submitted"), 1), n(r.get("b_over_c_fixed_gas_included"), 1), "", ""],

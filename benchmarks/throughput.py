@@ -72,58 +72,74 @@ def line(name: str, summary: dict[str, Any]) -> str:
             f"included {fmt_rate(summary['min']['included_tps'])}-{fmt_rate(summary['max']['included_tps'])})")
 
 
-async def repeat(name: str, s: Settings, fn: Any, **kw: Any) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = []
-    failures: list[str] = []
+async def one_run(name: str, s: Settings, i: int, fn: Any, **kw: Any) -> dict[str, Any] | str:
+    """Run i of a path: its figures, or the failure as text (one failed run does not stop the rest)."""
+    if s.wait_idle > 0:
+        QUIET.append(await asyncio.to_thread(wait_quiet, s.wait_idle))
+    try:
+        r: dict[str, Any] = await fn(s, i, **kw)
+    except Exception as e:  # noqa: BLE001 - reported; the other runs still count
+        print(f"    {name} run {i + 1}/{s.repeats} FAILED: {type(e).__name__}: {e}", flush=True)
+        return f"{type(e).__name__}: {e}"
+    extra = ""
+    if "ledger" in r:
+        extra = f" ledger {r['ledger']} ticks {r['ticks']}"
+    elif "statuses" in r:
+        extra = f" receipts {r['statuses']}"
+    print(f"    {name} run {i + 1}/{s.repeats}: submitted {fmt_rate(r['submitted_tps'])} tx/s, included "
+          f"{fmt_rate(r['included_tps'])} tx/s, client CPU {r['client_cpu_ms_per_tx']:.3f} ms/tx{extra}; "
+          f"other processes used {r['foreign_cores']:.2f} cores meanwhile",
+          flush=True)
+    return r
+
+
+async def repeat_paths(s: Settings, todo: list[tuple[str, str, Any, dict[str, Any]]], paths: dict[str, Any],
+                       errors: dict[str, str]) -> None:
+    """Run the given paths round-robin, `repeats` rounds: (a) raw, (b) in-process, (b) Ray, (a) raw,
+    ... The machine's speed drifts over minutes (other tenants of the host, caches), so a path run
+    in a block of its own would be compared with a ceiling taken at another moment; interleaved,
+    round i of every path meets the same conditions (and the Ray cluster's own processes run
+    through every path's rounds alike)."""
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in todo}
+    failures: dict[str, list[str]] = {key: [] for key, *_ in todo}
     for i in range(s.repeats):
-        if s.wait_idle > 0:
-            QUIET.append(await asyncio.to_thread(wait_quiet, s.wait_idle))
-        try:
-            r = await fn(s, i, **kw)
-        except Exception as e:  # noqa: BLE001 - one failed run is reported, the others still count
-            print(f"    {name} run {i + 1}/{s.repeats} FAILED: {type(e).__name__}: {e}", flush=True)
-            failures.append(f"{type(e).__name__}: {e}")
+        for key, name, fn, kw in todo:
+            r = await one_run(name, s, i, fn, **kw)
+            if isinstance(r, str):
+                failures[key].append(r)
+            else:
+                r["round"] = i
+                runs[key].append(r)
+    for key, name, _fn, _kw in todo:
+        if not runs[key]:
+            errors[key] = f"RuntimeError: every {name} run failed: {failures[key][0]}"
+            print(f"  {key} failed: {errors[key]}", flush=True)
             continue
-        runs.append(r)
-        extra = ""
-        if "ledger" in r:
-            extra = f" ledger {r['ledger']} ticks {r['ticks']}"
-        elif "statuses" in r:
-            extra = f" receipts {r['statuses']}"
-        print(f"    {name} run {i + 1}/{s.repeats}: submitted {fmt_rate(r['submitted_tps'])} tx/s, included "
-              f"{fmt_rate(r['included_tps'])} tx/s, client CPU {r['client_cpu_ms_per_tx']:.3f} ms/tx{extra}; "
-              f"other processes used {r['foreign_cores']:.2f} cores meanwhile",
-              flush=True)
-    if not runs:
-        raise RuntimeError(f"every {name} run failed: {failures[0]}")
-    out = summarize(runs)
-    out["failed_runs"] = failures
-    return out
+        paths[key] = summarize(runs[key])
+        paths[key]["failed_runs"] = failures[key]
+
+
+def paired_ratio(b: dict[str, Any], a: dict[str, Any], what: str) -> float | None:
+    """Median over rounds of (b)/(a) for the runs of the same round."""
+    a_by_round = {r["round"]: r for r in a["runs"] if "round" in r}
+    ratios = [r[f"{what}_tps"] / a_by_round[r["round"]][f"{what}_tps"]
+              for r in b["runs"] if r.get("round") in a_by_round]
+    return median(ratios) if ratios else None
 
 
 async def main_async(s: Settings) -> dict[str, Any]:
     t_start = time.perf_counter()
+    load_before = os.getloadavg()[0]
     paths: dict[str, Any] = {}
     errors: dict[str, str] = {}
     print(f"throughput: n={s.n} (web3 n={s.n_web3}), {PER_SENDER} tx per sender, {s.repeats} runs per path, "
           f"blocks every {s.block_ms} ms, gas limit {s.gas_limit:,}, base fee 0, tip {TIP // 10**9} gwei", flush=True)
-
-    async def attempt(key: str, title: str, name: str, fn: Any, **kw: Any) -> None:
-        print(title, flush=True)
-        try:
-            paths[key] = await repeat(name, s, fn, **kw)
-        except Exception as e:  # noqa: BLE001 - a broken path is reported; the others still run
-            errors[key] = f"{type(e).__name__}: {e}"
-            print(f"  {key} failed: {errors[key]}", flush=True)
-
-    await attempt("a_raw", "(a) raw: pre-signed, JSON-RPC batches over one keep-alive pool", "raw", run_raw)
+    print("(a) raw: pre-signed, JSON-RPC batches over one keep-alive pool; (b) framework: one ShardCore in this "
+          f"process, and {s.shards} ShardCore Ray actors (as a real run); interleaved round by round", flush=True)
+    todo: list[tuple[str, str, Any, dict[str, Any]]] = [("a_raw", "raw", run_raw, {})]
     if s.inprocess:
-        await attempt("b_shards_inprocess", "(b) framework, one ShardCore in this process", "shards in-process",
-                      run_shards_inprocess)
-    await attempt("c_web3", "(c) web3.py ordinary path (gas estimated by web3)", "web3", run_web3, fixed_gas=False)
-    if s.web3_fixed_gas:
-        await attempt("c_web3_fixed_gas", "(c') web3.py with the gas limit given (no estimateGas)", "web3 fixed gas",
-                      run_web3, fixed_gas=True)
+        todo.append(("b_shards_inprocess", "shards in-process", run_shards_inprocess, {}))
+    ray_init_s = None
     if s.ray:
         import ray
 
@@ -132,13 +148,25 @@ async def main_async(s: Settings) -> dict[str, Any]:
         ray.init(address="local", num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
                  configure_logging=False, log_to_driver=False, _temp_dir=tempfile.mkdtemp(prefix="dcb-ray-"))
         ray_init_s = time.perf_counter() - t
-        try:
-            await attempt("b_shards_ray", f"(b) framework, {s.shards} ShardCore Ray actors (as a real run)",
-                          "shards Ray", run_shards_ray)
-            if "b_shards_ray" in paths:
-                paths["b_shards_ray"]["ray_init_s"] = ray_init_s
-        finally:
+        todo.append(("b_shards_ray", "shards Ray", run_shards_ray, {}))
+    try:
+        await repeat_paths(s, todo, paths, errors)
+    finally:
+        if s.ray:
+            import ray
+
             ray.shutdown()
+    if "b_shards_ray" in paths:
+        paths["b_shards_ray"]["ray_init_s"] = ray_init_s
+
+    async def attempt(key: str, title: str, name: str, fn: Any, **kw: Any) -> None:
+        print(title, flush=True)
+        await repeat_paths(s, [(key, name, fn, kw)], paths, errors)
+
+    await attempt("c_web3", "(c) web3.py ordinary path (gas estimated by web3)", "web3", run_web3, fixed_gas=False)
+    if s.web3_fixed_gas:
+        await attempt("c_web3_fixed_gas", "(c') web3.py with the gas limit given (no estimateGas)", "web3 fixed gas",
+                      run_web3, fixed_gas=True)
 
     headline = "b_shards_ray" if "b_shards_ray" in paths else "b_shards_inprocess"
     ratios: dict[str, float] = {}
@@ -153,6 +181,9 @@ async def main_async(s: Settings) -> dict[str, Any]:
         for what in ("submitted", "included"):
             if a:
                 ratios[f"{prefix}_over_a_{what}"] = b[f"{what}_tps"] / a[f"{what}_tps"]
+                paired = paired_ratio(paths[key], paths["a_raw"], what)
+                if paired is not None:
+                    ratios[f"{prefix}_over_a_{what}_paired"] = paired
             if c:
                 ratios[f"{prefix}_over_c_{what}"] = b[f"{what}_tps"] / c[f"{what}_tps"]
             if cf:
@@ -174,7 +205,7 @@ async def main_async(s: Settings) -> dict[str, Any]:
                      "raw_batch": s.raw_batch, "raw_concurrency": s.raw_concurrency, "ray_shards": s.shards,
                      "mining": "driven: evm_mine every block_ms by a miner task, the same for every path",
                      "call": "CollaborativeTrainer.addData(10 even indices, label 1), value = max deposit",
-                     "quick": s.quick, "wait_idle_s": s.wait_idle,
+                     "quick": s.quick, "wait_idle_s": s.wait_idle, "interleaved": True, "load_before": load_before,
                      "contracts": COMPILE_NOTE or ["compiled from the source tree"]},
         "headline_framework_path": headline if headline in paths else None,
         "paths": paths,
