@@ -355,7 +355,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         "steps": steps,
         "ticks": {
             "active": len(active),
-            "first_tick_ms": first["wall_ms"], "first_tick_sent": sum(s["first_tick_sent"] for s in steps),
+            "first_tick_ms": first["wall_ms"], "first_tick_sent": first["sent"],
             "first_tick_shard_step_ms": first["shard_step_ms"],
             "active_tick_ms_median": median([t["wall_ms"] for t in active[1:]]) if len(active) > 1 else None,
             "idle_tick_ms_median": median([t["wall_ms"] for t in idle]) if idle else None,
