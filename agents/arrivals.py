@@ -10,15 +10,16 @@ to the orchestrator as its wake-up time and the chain skips the idle time in bet
 ticking through a day of empty blocks. Nothing is capped: after a clock jump every arrival that fell
 due is released (`max_gap` caps that only when a scenario sets it). What an agent cannot send in a
 block (its in-flight limit, passed as `limit`) waits in a backlog for the next block, and the first
-time that happens a warning says the rate cannot be met, so a rate the wallet cannot keep up with
-is visible instead of quietly lowered.
+time that happens a warning says the rate cannot be met (in `warnings`, which the shard passes on to
+the run once per distinct text), so a rate the wallet cannot keep up with is visible instead of
+quietly lowered.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,15 @@ class Arrivals:
     burst_size: int = 10
     burst_every: int = 60
     max_gap: int | None = None  # explicit cap on the chain time one draw covers; None: no cap
-    agent: str = ""  # for the warning only
+    agent: str = ""  # for the debug log only
     backlog: int = 0  # arrivals due but not yet sent (the agent had no room in earlier blocks)
     max_backlog: int = 0
     _next: float | None = None  # chain time of the next arrival (burst: the next burst)
     _load: float = 1.0  # the load `_next` was drawn under
     _last: int | None = None
     _warned: bool = False
+    # Said once per agent, collected by its shard (which passes each distinct text on once).
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.process not in PROCESSES:
@@ -141,10 +144,13 @@ class Arrivals:
             self.max_backlog = self.backlog
         if self.backlog and not self._warned:
             self._warned = True
-            log.warning("arrival rate cannot be met: %s's %s arrivals at %.6g/s (load %.3g) on %d s blocks come "
-                        "faster than its in-flight limit lets it send (room for %d at chain time %d); %d wait for "
-                        "later blocks", self.agent or "an agent", self.process, self.rate, load, block_time,
-                        limit or 0, now, self.backlog)
+            # No agent or time in the text: the shard passes each distinct warning on once, so a
+            # population sharing one rate gives one line, not one per agent.
+            self.warnings.append(
+                f"arrival rate cannot be met: {self.process} arrivals at {self.rate:.6g}/s (load {load:.3g}) on "
+                f"{block_time} s blocks come faster than the agents' in-flight limit lets them send; the extra "
+                "arrivals wait for later blocks")
+            log.debug("arrival backlog: %s at chain time %d, %d waiting", self.agent or "an agent", now, self.backlog)
         return take
 
     def next_time(self) -> int | None:

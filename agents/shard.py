@@ -285,14 +285,19 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         )
 
     def _policy_warnings(self, stepped: list[int]) -> list[str]:
-        """What policies said they cannot do on this node (e.g. no txpool methods), once each: only
-        the agents stepped this tick can have found something new."""
+        """What policies said they cannot do on this node (e.g. no txpool methods) or with their
+        parameters (an arrival rate above the in-flight limit), once each: only the agents stepped
+        this tick can have found something new."""
         out = []
         for a in (self.agents[i] for i in stepped):
-            for w in getattr(a.policy, "warnings", ()):
+            arrivals = getattr(a.policy, "arrivals", None)
+            said = getattr(arrivals, "warnings", None)
+            for w in (*getattr(a.policy, "warnings", ()), *(said or ())):
                 if w not in self._warned:
                     self._warned.add(w)
                     out.append(w)
+            if said:
+                said.clear()  # taken: one string per agent of a large population adds up
         return out
 
 

@@ -248,6 +248,10 @@ def summary_tables(f: Folder) -> str:
     if errors:
         parts.append("<h3>Errors during the run</h3><ul class=errors>" +
                      "".join(f"<li><code>{esc(e)}</code></li>" for e in errors[:50]) + "</ul>")
+    warnings = s.get("warnings") or []
+    if warnings:
+        parts.append("<h3>What agents could not do</h3><ul class=errors>" +
+                     "".join(f"<li>{esc(w)}</li>" for w in warnings[:50]) + "</ul>")
     parts.append('<details><summary>Every field of summary.json</summary>' +
                  _kv((k, v) for k, v in _flatten(s)) + "</details>")
     return "".join(parts)

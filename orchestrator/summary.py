@@ -199,6 +199,7 @@ def build_summary(
         "telemetry": state.get("telemetry", {}),
         "paused_s": state.get("paused_s", 0.0),
         "errors": state.get("tick_errors", []),
+        "warnings": state.get("warnings", []),
         "shards": state.get("shard_stats", []),
     }
     if settlement.get("message"):  # loud, like a reconciliation mismatch

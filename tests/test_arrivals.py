@@ -47,13 +47,14 @@ def test_long_gaps_are_not_capped_for_fast_rates_either():
 def test_rate_faster_than_the_wallet_warns_and_keeps_a_backlog(caplog):
     rng = np.random.default_rng(1)
     a = Arrivals(process="constant", rate=10.0, agent="agent 4")
-    with caplog.at_level(logging.WARNING, logger="dcai.arrivals"):
+    with caplog.at_level(logging.DEBUG, logger="dcai.arrivals"):
         sent = [a.draw(t, 1, rng, limit=4) for t in range(1, 11)]
     assert sent == [4] * 10
     assert a.backlog == 60 and a.max_backlog == 60
     assert a.next_time() is None  # due arrivals wait: the agent must act in the next block
-    warnings = [r for r in caplog.records if "cannot be met" in r.getMessage()]
-    assert len(warnings) == 1 and "agent 4" in warnings[0].getMessage()
+    assert len(a.warnings) == 1 and "constant arrivals at 10/s" in a.warnings[0]  # for the run, once
+    backlog = [r for r in caplog.records if "arrival backlog" in r.getMessage()]
+    assert len(backlog) == 1 and "agent 4" in backlog[0].getMessage()  # which agent: the debug log
     # Once the rate falls (a phase at load 0), the backlog drains at the wallet's pace.
     assert [a.draw(t, 1, rng, load=0.0, limit=25) for t in range(11, 15)] == [25, 25, 10, 0]
 
@@ -122,3 +123,25 @@ def test_a_huge_rate_is_counted_at_once_not_one_by_one() -> None:
         assert rng.calls <= 6, rng.calls
         assert 0.9e6 < first < 1.1e6 and 0.9e7 < later < 1.1e7, (process, first, later)
         assert a.next_time() is not None and a.next_time() >= 1_010
+
+
+def test_an_unmet_rate_is_said_once_per_agent_in_words_every_agent_shares():
+    """The warning names the process, rate, load and block time, not the agent: a shard passes each
+    distinct text on once, so a population sharing one rate gives one line."""
+    import numpy as np
+
+    from agents.arrivals import Arrivals
+
+    said = []
+    for name in ("agent 1", "agent 2"):
+        a = Arrivals(process="constant", rate=2.0, agent=name)
+        rng = np.random.default_rng(1)
+        assert a.draw(100, 12, rng, limit=5) == 5 and a.backlog > 0
+        a.draw(112, 12, rng, limit=5)  # still behind: nothing more to say
+        assert len(a.warnings) == 1
+        said.append(a.warnings[0])
+    assert said[0] == said[1]
+    assert said[0].startswith("arrival rate cannot be met: constant arrivals at 2/s (load 1) on 12 s blocks")
+    calm = Arrivals(process="constant", rate=0.1)
+    calm.draw(100, 12, np.random.default_rng(1), limit=5)
+    assert calm.warnings == [] and calm.backlog == 0

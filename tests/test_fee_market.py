@@ -51,3 +51,7 @@ def test_base_fee_follows_eip1559_under_full_blocks(tmp_path):
                                                       b["gas_limit"][i - 1])
     assert s["base_fee"]["eip1559_deviations"] == 0
     assert s["reconciliation"]["ok"]
+    # Eight honest agents with 12 arrivals a block and room for 6 in flight: the run says so once
+    # (each agent's shard passes the text on once; the run keeps one copy), not once per agent.
+    unmet = [w for w in s["warnings"] if w.startswith("arrival rate cannot be met")]
+    assert len(unmet) == 1 and "constant arrivals at 1/s (load 1) on 12 s blocks" in unmet[0], s["warnings"]

@@ -325,3 +325,16 @@ def test_report_renders_in_headless_chromium_without_console_errors(chromium, re
             assert im.size == (1400, 4000)
             colors = im.convert("RGB").getcolors(maxcolors=1_000_000)
             assert colors is not None and len(colors) > 50, "the screenshot is blank"
+
+
+def test_policy_warnings_get_their_own_list(tmp_path):
+    """summary.json `warnings` (what agents could not do) are listed, escaped, apart from errors."""
+    from orchestrator.report_folder import Folder
+    from orchestrator.report_sections import summary_tables
+
+    said = "arrival rate cannot be met: poisson arrivals at 5/s (load 1) on 12 s blocks <come faster>"
+    html = summary_tables(Folder(path=tmp_path, summary={"status": "completed", "warnings": [said]}))
+    assert "What agents could not do" in html and "&lt;come faster&gt;" in html
+    assert "Errors during the run" not in html
+    quiet = summary_tables(Folder(path=tmp_path, summary={"status": "completed", "warnings": []}))
+    assert "What agents could not do" not in quiet

@@ -16,6 +16,7 @@ from .state import RunState
 log = structlog.get_logger("dcai.run")
 
 MAX_TICK_ERRORS = 100  # kept in the summary; every one is logged
+MAX_WARNINGS = 100  # distinct policy warnings kept in the summary; each logged once
 
 
 class Recorder:
@@ -58,11 +59,16 @@ class Recorder:
         log.debug("model evaluated", block=rec.block, accuracy=rec.accuracy)
 
     def reports(self, reports: list[Any]) -> None:
-        """A tick's reports: ledger rows (to disk first), transaction counters, per-group counts, and the
-        shards' errors."""
+        """A tick's reports: ledger rows (to disk first), transaction counters, per-group counts, the
+        shards' errors and their policies' warnings."""
         s = self.state
         by_group: dict[str, dict[str, int]] = {}
         for r in reports:
+            for w in getattr(r, "warnings", ()):
+                text = logs.redact_text(w)
+                if text not in s.warnings and len(s.warnings) < MAX_WARNINGS:
+                    s.warnings.append(text)
+                    log.warning("policy warning", block=r.block, shard=r.shard_id, warning=text)
             if self.ledger is not None:
                 self.ledger.append(r.ledger)
             s.sent += r.sent

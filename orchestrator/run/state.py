@@ -29,6 +29,9 @@ class RunState:
     telemetry: dict[str, Any] = field(default_factory=dict)
     paused_s: float = 0.0
     tick_errors: list[str] = field(default_factory=list)
+    # What agents' policies said they cannot do (no txpool on this node, a rate above their in-flight
+    # limit), once each for the run: shards send each text once, several shards may send the same.
+    warnings: list[str] = field(default_factory=list)
     driver_cpu_s: float = 0.0
     shard_stats: list[dict[str, Any]] = field(default_factory=list)
     rpc: dict[str, Any] = field(default_factory=dict)  # retries, fail-overs, faults: driver and shards
