@@ -391,7 +391,12 @@ def test_endpoint_and_broker_outage_mid_run(tmp_path, ray_cluster, external_node
     assert after["requests"] > outage["second"]["requests"]
     rpc_stats = summary["node"]["rpc"]
     assert rpc_stats["driver"]["failovers"] + rpc_stats["shards"]["failovers"] >= 1, rpc_stats
-    assert rpc_stats["driver"]["gave_up"] == 0 and rpc_stats["shards"]["gave_up"] == 0, rpc_stats
+    # Nothing is abandoned except a call that changes the node and whose answer a fault cut after
+    # it was sent (a clock warp): it may have been applied, so it is never resent, and the run says so.
+    log_text = (run_dir / "run.log.jsonl").read_text()
+    not_resent = log_text.count("it may have been applied: not resent")
+    assert rpc_stats["shards"]["gave_up"] == 0, rpc_stats
+    assert rpc_stats["driver"]["gave_up"] <= not_resent, (rpc_stats, not_resent)
     assert summary["node"]["url"] == f"{first.url}, {second.url}"
     for name in ("summary.json", "scenario.json", "scenario.yaml", "run.log.jsonl"):
         text = (run_dir / name).read_text()
