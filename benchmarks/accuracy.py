@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -147,8 +148,14 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {DEFAULT_OUTPUT} (--quick: a "
+                        "temporary file)")
+    parser.add_argument("--quick", action="store_true",
+                        help="as `make bench BENCH_ARGS=--quick` asks: the same tables (off-chain, already quick), "
+                             "written to a temporary file so the recorded result is kept")
     args = parser.parse_args(argv)
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="dcai-bench-")) / "accuracy.json" if args.quick else DEFAULT_OUTPUT
     # NearestCentroid warns about features constant within a class (0/1 pixels): expected here.
     warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
     rows = run(args.seed)
