@@ -102,6 +102,7 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         self.acting = True
         self.settling = False  # settlement: agents stop adding and only claim
         self._warned: set[str] = set()
+        self._decided = 0  # sends decided so far in the current tick (the shard-wide cap counts them)
         self.client: RpcClient | None = None
         self.rpc: CoalescingRpc | None = None
         self._cache: dict[Any, asyncio.Future[Any]] = {}
@@ -207,7 +208,11 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
                 t = time.perf_counter()
                 due = self._wakes.due(block.timestamp, self._wake_context(block), self.public,
                                       {p.agent.slot for p in self.pending.values()})
-                await asyncio.gather(*(self._step(self.agents[i], block, report) for i in due))
+                self._decided = 0
+                decided = await asyncio.gather(*(self._step(self.agents[i], block, report) for i in due))
+                # Signed, recorded and sent in the order of `due`, whatever order the agents' answers
+                # came back in (a turn's calls may leave in several batches): the same ledger for a seed.
+                await self._send_all([job for jobs in decided for job in jobs])
                 agents_s = time.perf_counter() - t
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             report.errors.append(f"{type(e).__name__}: {e}")
@@ -301,14 +306,16 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
         return out
 
 
-    async def _step(self, agent: Agent, block: BlockInfo, report: TickReport) -> None:
+    async def _step(self, agent: Agent, block: BlockInfo, report: TickReport
+                    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The agent's decision this block, as the sends it makes (`_send_all` jobs, sent by the tick)."""
         obs = self._observe(agent, block)
         await self._answer(agent, obs)
         actions = agent.policy.decide(obs)
-        sends = []
+        sends: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         queued = 0
         for action in actions:
-            if len(self.pending) + len(sends) >= self.config.max_in_flight:
+            if len(self.pending) + self._decided + len(sends) >= self.config.max_in_flight:
                 break  # back-pressure: the policy will decide again next block
             if agent.wallet.needs_resync:
                 break
@@ -322,23 +329,19 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
             queued += cost  # reserved only once sent, below: count it for this block's later actions
             job = self._prepare(agent, action, block)
             if job is not None:
-                sends.append(job)
-        if sends:
-            # Signed and recorded in the policy's order, then awaited together.
-            submitted = [self._submit(*job, report=report) for job in sends]
-            outcomes = await asyncio.gather(*(fut for _, fut in submitted), return_exceptions=True)
-            for (sent, _), outcome in zip(submitted, outcomes):
-                self._submitted(sent, outcome)
+                sends.append((job, {"report": report}))
+        self._decided += len(sends)  # counted against the shard's cap by the agents deciding after it
+        return sends
 
-    async def _send(self, *job: Any, **kw: Any) -> None:
-        """Sign, record and send one transaction (arguments as `_submit`), and settle the answer."""
-        sent, fut = self._submit(*job, **kw)
-        try:
-            await fut
-            outcome: object = None
-        except Exception as e:  # noqa: BLE001 - settled below
-            outcome = e
-        self._submitted(sent, outcome)
+    async def _send_all(self, jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        """Sign, record and send transactions (positional and keyword arguments of `_submit`) in
+        their order, then await the node's answers together and settle each."""
+        if not jobs:
+            return
+        submitted = [self._submit(*args, **kw) for args, kw in jobs]
+        outcomes = await asyncio.gather(*(fut for _, fut in submitted), return_exceptions=True)
+        for (sent, _), outcome in zip(submitted, outcomes):
+            self._submitted(sent, outcome)
 
     def _submitted(self, sent: tuple[str, Agent, _Pending | None], outcome: object) -> None:
         """What the node's answer to eth_sendRawTransaction means for the transaction and its wallet."""
@@ -415,9 +418,9 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
             if budget is not None and (p.agent.spent + p.agent.reserved + value + gas * stance.price(block.base_fee)[1]
                                        > budget):
                 continue  # the original stays in charge: a costlier copy could break the budget
-            jobs.append(self._send(p.agent, r.action, data, value, gas, block, p.contribution, p.target, None,
-                                   report=report, nonce=r.nonce, replaces=p, fees=stance))
-        await asyncio.gather(*jobs)
+            jobs.append(((p.agent, r.action, data, value, gas, block, p.contribution, p.target, None),
+                         {"report": report, "nonce": r.nonce, "replaces": p, "fees": stance}))
+        await self._send_all(jobs)
 
 
     async def market_collect(self, block: BlockInfo) -> int:
@@ -427,10 +430,10 @@ class ShardCore(FreeCalls, Outcomes, Faults, Prepare):
                                                      a.wallet.address) for a in self.agents))
         await self._resync_nonces()
         report = TickReport(self.config.shard_id, block.number)
-        sends = [self._send(a, "collect", self.trainer_abi.encode("collect"), 0, 150_000, block, None, None, None,
-                            report=report)
+        sends = [((a, "collect", self.trainer_abi.encode("collect"), 0, 150_000, block, None, None, None),
+                  {"report": report})
                  for a, bal in zip(self.agents, balances) if int(bal) > 0 and not a.wallet.needs_resync]
-        await asyncio.gather(*sends)
+        await self._send_all(sends)
         self._maybe_unsynced = None  # any agent may have sent
         return len(sends)
 
